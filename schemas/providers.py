@@ -1,0 +1,41 @@
+"""The providers a Dedalus-compatible gateway accepts under BYOK, and how a model name names one."""
+
+from __future__ import annotations
+
+from schemas.errors import UnknownProviderError
+
+SUPPORTED_PROVIDERS: tuple[str, ...] = (
+    "openai",
+    "anthropic",
+    "google",
+    "xai",
+    "mistral",
+    "deepseek",
+    "groq",
+    "cohere",
+    "perplexity",
+    "cerebras",
+    "together_ai",
+    "fireworks_ai",
+    "moonshot",
+)
+
+
+def check_provider(provider: str) -> str:
+    """Return `provider` if the gateway supports it, else raise UnknownProviderError."""
+    if provider not in SUPPORTED_PROVIDERS:
+        raise UnknownProviderError(provider)
+    return provider
+
+
+def split_model(model: str) -> tuple[str | None, str]:
+    """Split `openai/gpt-4o-mini` into `("openai", "gpt-4o-mini")`; no prefix gives `(None, model)`."""
+    provider, sep, name = model.partition("/")
+    if not sep:
+        return None, model
+    return provider, name
+
+
+def infer_provider(model: str) -> str | None:
+    """The provider a model name's prefix names (`openai/gpt-4o-mini` → `openai`), or None."""
+    return split_model(model)[0]
