@@ -1,0 +1,1 @@
+"""Prefect flows of byokflow and its command-line interface."""

@@ -1,0 +1,162 @@
+"""The `byokflow` command: a thin layer over the pipeline flow, the sandbox and Prefect secrets."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(
+    help="Batch BYOK LLM pipelines on Prefect: Parquet in, chat completions out.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+secret_app = typer.Typer(help="Store provider keys in Prefect Secret blocks.", no_args_is_help=True)
+app.add_typer(secret_app, name="secret")
+
+console = Console()
+errors = Console(stderr=True)
+
+SpecPath = Annotated[Path, typer.Argument(help="Pipeline spec (YAML).", show_default=False)]
+
+
+def _quiet_prefect() -> None:
+    # Prefect logs every task run to the console; the CLI shows its own progress instead.
+    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+
+
+def _fail(message: str, code: int = 2) -> typer.Exit:
+    errors.print(f"[bold red]error:[/] {message}", highlight=False)
+    return typer.Exit(code)
+
+
+def _user_errors() -> tuple[type[Exception], ...]:
+    from schemas.errors import SchemaError
+    from tasks.errors import PipelineError
+
+    return (SchemaError, PipelineError)
+
+
+@app.command()
+def run(
+    spec: SpecPath,
+    out: Annotated[Path | None, typer.Option(help="Output directory (overrides the spec).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N rows.")] = None,
+) -> None:
+    """Run a pipeline: exit 0 when it finished (provider errors are records), 2 on invalid input."""
+    _quiet_prefect()
+    from flows.display import ProgressDisplay, print_summary
+    from flows.pipeline import pipeline
+    from flows.preflight import preflight
+    from schemas.spec_file import load_spec
+
+    try:
+        pipeline_spec = load_spec(spec)
+        asyncio.run(preflight(pipeline_spec, sample_rows=0))
+        with ProgressDisplay(console):
+            summary = asyncio.run(pipeline(pipeline_spec, out=str(out) if out else None, limit=limit))
+    except _user_errors() as exc:
+        raise _fail(str(exc)) from None
+    print_summary(console, summary)
+
+
+@app.command()
+def validate(spec: SpecPath) -> None:
+    """Check the spec, the input columns, the templates (on the first rows) and the keys; send nothing."""
+    _quiet_prefect()
+    from flows.preflight import preflight
+    from schemas.spec_file import load_spec
+
+    try:
+        checked = asyncio.run(preflight(load_spec(spec)))
+    except _user_errors() as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"[green]ok[/]: {spec} — {checked.rows} rows, steps {' -> '.join(checked.order)}")
+    for name, messages in (checked.samples[0] if checked.samples else {}).items():
+        console.print(f"[bold]{name}[/] (first row):")
+        for message in messages:
+            console.print(f"  {message['role']}: {message['content']}", highlight=False)
+
+
+@app.command()
+def schema() -> None:
+    """Print the spec's JSON Schema (for editor completion and checks)."""
+    from schemas.spec_file import spec_json_schema
+
+    print(spec_json_schema())
+
+
+@app.command()
+def sandbox(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 4010,
+    config: Annotated[Path | None, typer.Option(help="Sandbox config (YAML).")] = None,
+) -> None:
+    """Serve the sandbox gateway: the gateway's wire protocol with deterministic models, no spend."""
+    from sandbox import SandboxConfig, serve
+
+    try:
+        sandbox_config = SandboxConfig.from_file(config) if config else SandboxConfig()
+    except Exception as exc:  # the sandbox's config errors name the file and key
+        raise _fail(str(exc)) from None
+    console.print(f"sandbox gateway on http://{host}:{port} (gateway keys: {sandbox_config.gateway_keys})")
+    serve(sandbox_config, host=host, port=port)
+
+
+@secret_app.command("set")
+def secret_set(name: Annotated[str, typer.Argument(help="Secret block name.")]) -> None:
+    """Store a key, read from stdin or a hidden prompt (never from the command line)."""
+    _quiet_prefect()
+    from prefect.blocks.system import Secret
+
+    if sys.stdin.isatty():
+        value = typer.prompt(f"Key for {name}", hide_input=True)
+    else:
+        value = sys.stdin.readline().strip()
+    if not value:
+        raise _fail("no key given (empty input)")
+    Secret(value=value).save(name, overwrite=True)
+    console.print(f"stored Secret block {name!r}")
+
+
+@app.command()
+def demo(
+    directory: Annotated[Path, typer.Option("--dir", help="Where the demo writes its files.")] = Path(
+        "byokflow-demo"
+    ),
+) -> None:
+    """Start the sandbox, store demo keys, write a dataset and run a two-provider pipeline."""
+    _quiet_prefect()
+    from flows.demo import run_demo
+    from flows.display import ProgressDisplay, print_summary
+
+    with ProgressDisplay(console):
+        summary = run_demo(directory, console)
+    print_summary(console, summary)
+    _show_preview(summary.output_dir)
+
+
+def _show_preview(output_dir: str) -> None:
+    import pyarrow.dataset as ds
+
+    for kind, columns in (("results", ["row_id", "step", "output"]), ("errors", ["row_id", "step", "error_type", "message"])):
+        table = ds.dataset(Path(output_dir) / kind, format="parquet").to_table(columns=columns)
+        console.print(f"[bold]{kind}[/] ({table.num_rows} records), first rows:")
+        for row in table.slice(0, 3).to_pylist():
+            console.print("  " + " | ".join(_short(v) for v in row.values()), highlight=False)
+
+
+def _short(value: Any, width: int = 70) -> str:
+    text = str(value).replace("\n", " ")
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def main() -> None:
+    """Entry point of the `byokflow` script."""
+    app()

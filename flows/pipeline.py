@@ -1,0 +1,131 @@
+"""The pipeline flow: shards of the input fan out to step tasks; records land in Parquet parts.
+
+Steps of a shard run as soon as the steps they read have finished on that shard, so there is no
+barrier between steps across the dataset. At most a few shards are in memory at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from flows.preflight import CheckedPipeline, preflight
+from flows.summary import RunSummary, publish_artifact, summarize, write_manifest
+from schemas.spec import PipelineSpec
+from schemas.spec_file import load_spec
+from tasks.dataset import iter_shards
+from tasks.progress import board
+from tasks.run_step import RunInfo, StepShardOutcome, run_step_shard
+from tasks.step_pool import close_step_pools
+
+
+@flow(name="byokflow-pipeline", log_prints=False)
+async def pipeline(
+    spec: PipelineSpec | str, out: str | None = None, limit: int | None = None
+) -> RunSummary:
+    """Run a pipeline (a spec object or a spec path) and return its summary."""
+    spec = _as_spec(spec, out)
+    logger = get_run_logger()
+    checked = await preflight(spec)
+    run_id = str(flow_run.get_id() or uuid.uuid4())
+    total = checked.rows if limit is None else min(limit, checked.rows)
+    board().reset(checked.order)
+    for name in checked.order:
+        board().add_total(name, total)
+    logger.info("byokflow run %s: %d rows, steps %s", run_id, total, checked.order)
+    started = time.monotonic()
+    outcomes = await _run_shards(checked, RunInfo(
+        run_id=run_id,
+        output_dir=spec.output.path,
+        id_column=spec.input.id_column,
+        gateway=spec.gateway,
+        empty_prompts=spec.input.empty_prompts,
+    ), limit)
+    models = {name: spec.step(name).model for name in checked.order}
+    summary = summarize(
+        spec.name, run_id, spec.output.path, total, time.monotonic() - started, models, outcomes
+    )
+    write_manifest(summary, spec.model_dump(mode="json"))
+    await publish_artifact(summary)
+    logger.info("byokflow run %s finished: %d records in %.1f s", run_id, summary.records, summary.elapsed_s)
+    return summary
+
+
+def _as_spec(spec: PipelineSpec | str, out: str | None) -> PipelineSpec:
+    if not isinstance(spec, PipelineSpec):
+        spec = load_spec(spec)
+    if out is not None:
+        spec = spec.model_copy(
+            update={"output": spec.output.model_copy(update={"path": str(Path(out).resolve())})}
+        )
+    return spec
+
+
+async def _run_shards(checked: CheckedPipeline, run: RunInfo, limit: int | None) -> list[StepShardOutcome]:
+    spec = checked.spec
+    concurrency = max(step.concurrency for step in spec.steps)
+    # Enough shards in flight to keep every step's concurrency busy, few enough to bound memory.
+    in_flight = max(2, math.ceil(concurrency / spec.shard_size) + 1)
+    outcomes: list[StepShardOutcome] = []
+    running: set[asyncio.Task[list[StepShardOutcome]]] = set()
+    try:
+        shards = iter_shards(checked.dataset, checked.columns, spec.shard_size, limit)
+        for index, rows in enumerate(shards):
+            if len(running) >= in_flight:
+                done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                outcomes.extend(_collect(done))
+            running.add(asyncio.ensure_future(_run_shard_steps(checked, run, index, rows)))
+        if running:
+            done, _ = await asyncio.wait(running)
+            outcomes.extend(_collect(done))
+    finally:
+        for pending in running:
+            pending.cancel()
+        await close_step_pools(run.run_id)
+    return outcomes
+
+
+def _collect(done: set[asyncio.Task[list[StepShardOutcome]]]) -> list[StepShardOutcome]:
+    collected: list[StepShardOutcome] = []
+    for finished in done:
+        collected.extend(finished.result())
+    return collected
+
+
+async def _run_shard_steps(
+    checked: CheckedPipeline, run: RunInfo, index: int, rows: pa.Table
+) -> list[StepShardOutcome]:
+    """Every step on one shard, each starting when the steps it reads are done on this shard."""
+    started: dict[str, asyncio.Task[StepShardOutcome]] = {}
+
+    async def run_step(name: str) -> StepShardOutcome:
+        upstream = {dep: await started[dep] for dep in sorted(checked.depends_on[name])}
+        return await run_step_shard(
+            rows,
+            checked.spec.step(name),
+            run,
+            index,
+            upstream,
+            keep_outputs=checked.has_dependents(name),
+        )
+
+    for name in checked.order:
+        started[name] = asyncio.ensure_future(run_step(name))
+    results = await asyncio.gather(*started.values())
+    # Drop the outputs kept for downstream steps: the flow only needs the counts.
+    for outcome in results:
+        outcome.outputs.clear()
+    return list(results)
+
+
+def run_pipeline(spec: PipelineSpec | str, **options: Any) -> RunSummary:
+    """Run the pipeline flow from synchronous code."""
+    return asyncio.run(pipeline(spec, **options))

@@ -1,0 +1,112 @@
+"""The checks `byokflow validate` and the start of every run share: nothing is sent before they pass."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from graphlib import CycleError, TopologicalSorter
+from typing import Any
+
+import pyarrow.dataset as ds
+
+from schemas.errors import SpecError
+from schemas.spec import PipelineSpec
+from tasks.credentials import load_key
+from tasks.dataset import check_columns, check_ids, check_prompt_values, open_dataset
+from tasks.errors import TemplateError
+from tasks.render import StepRenderer
+
+# Fields of an earlier step's record a template may use as `steps.<name>.<field>`.
+STEP_FIELDS = (
+    "output",
+    "finish_reason",
+    "model",
+    "provider",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "latency_ms",
+)
+
+
+@dataclass
+class CheckedPipeline:
+    """A spec that passed preflight, with what the run needs from the checks."""
+
+    spec: PipelineSpec
+    dataset: ds.Dataset
+    rows: int
+    columns: list[str]
+    order: list[str]
+    depends_on: dict[str, set[str]]
+    samples: list[dict[str, Any]] = field(default_factory=list)
+
+    def has_dependents(self, step: str) -> bool:
+        """Whether a later step reads this step's records."""
+        return any(step in deps for deps in self.depends_on.values())
+
+
+async def preflight(spec: PipelineSpec, *, check_keys: bool = True, sample_rows: int = 3) -> CheckedPipeline:
+    """Check the step graph, the dataset, the templates and the keys; raise on the first problem."""
+    renderers = {step.name: StepRenderer(step) for step in spec.steps}
+    depends_on = {name: r.referenced_steps() for name, r in renderers.items()}
+    order = _step_order(spec, depends_on)
+    dataset = open_dataset(spec.input)
+    needed = set().union(*(r.referenced_columns() for r in renderers.values()))
+    check_columns(dataset, spec.input, needed | set(spec.input.columns or ()))
+    rows = check_ids(dataset, spec.input)
+    if spec.input.empty_prompts == "error":
+        check_prompt_values(dataset, spec.input, needed)
+    columns = sorted(needed | {spec.input.id_column} | set(spec.input.columns or ()))
+    samples = _render_samples(dataset, spec, columns, order, renderers, sample_rows)
+    if check_keys:
+        await _check_keys(spec)
+    return CheckedPipeline(spec, dataset, rows, columns, order, depends_on, samples)
+
+
+def _step_order(spec: PipelineSpec, depends_on: dict[str, set[str]]) -> list[str]:
+    names = [step.name for step in spec.steps]
+    for index, step in enumerate(spec.steps):
+        unknown = sorted(depends_on[step.name] - set(names))
+        if unknown:
+            raise SpecError(
+                f"steps[{index}] ({step.name!r}): template references unknown step(s) {unknown}; "
+                f"steps are {names}"
+            )
+        if step.name in depends_on[step.name]:
+            raise SpecError(f"steps[{index}] ({step.name!r}): a step cannot use its own output")
+    try:
+        return list(TopologicalSorter(depends_on).static_order())
+    except CycleError as exc:
+        cycle = " -> ".join(exc.args[1])
+        raise SpecError(f"steps form a cycle: {cycle}") from None
+
+
+def _render_samples(
+    dataset: ds.Dataset,
+    spec: PipelineSpec,
+    columns: list[str],
+    order: list[str],
+    renderers: dict[str, StepRenderer],
+    count: int,
+) -> list[dict[str, Any]]:
+    rows = dataset.head(count, columns=columns).to_pylist() if count else []
+    samples = []
+    for row in rows:
+        placeholder = {f: f"<{f}>" for f in STEP_FIELDS}
+        steps = {name: placeholder for name in order}
+        rendered = {}
+        for name in order:
+            try:
+                rendered[name] = renderers[name].messages(row, steps)
+            except TemplateError as exc:
+                row_id = row.get(spec.input.id_column)
+                raise TemplateError(f"{exc} (row {spec.input.id_column}={row_id!r})") from None
+        samples.append(rendered)
+    return samples
+
+
+async def _check_keys(spec: PipelineSpec) -> None:
+    await load_key(spec.gateway.api_key)
+    for step in spec.steps:
+        if step.credentials is not None:
+            await load_key(step.credentials)

@@ -1,0 +1,153 @@
+"""The end of a run: per-step summary, the manifest next to the data, and Prefect artifacts."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+from prefect.artifacts import acreate_table_artifact
+
+from tasks.run_step import StepShardOutcome
+from tasks.write_part import write_json_atomically
+
+
+@dataclass
+class StepSummary:
+    """Totals of one step over a run."""
+
+    step: str
+    model: str
+    rows: int = 0
+    ok: int = 0
+    errors: int = 0
+    error_types: dict[str, int] = field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    latency_p50_ms: float | None = None
+    latency_p95_ms: float | None = None
+
+
+@dataclass
+class RunSummary:
+    """What a run did: returned by the flow, written to the manifest, shown by the CLI."""
+
+    pipeline: str
+    run_id: str
+    output_dir: str
+    input_rows: int
+    elapsed_s: float
+    steps: list[StepSummary]
+
+    @property
+    def results_dir(self) -> str:
+        """The results dataset of the output directory."""
+        return str(Path(self.output_dir) / "results")
+
+    @property
+    def errors_dir(self) -> str:
+        """The errors dataset of the output directory."""
+        return str(Path(self.output_dir) / "errors")
+
+    @property
+    def records(self) -> int:
+        """Records written by this run (results and errors)."""
+        return sum(s.rows for s in self.steps)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready form."""
+        return {**asdict(self), "results_dir": self.results_dir, "errors_dir": self.errors_dir}
+
+
+def summarize(
+    pipeline: str,
+    run_id: str,
+    output_dir: str,
+    input_rows: int,
+    elapsed_s: float,
+    models: dict[str, str],
+    outcomes: list[StepShardOutcome],
+) -> RunSummary:
+    """Add shard outcomes up per step, with latency percentiles read back from the results."""
+    steps = {name: StepSummary(step=name, model=model) for name, model in models.items()}
+    error_types: dict[str, Counter[str]] = {name: Counter() for name in models}
+    for outcome in outcomes:
+        step = steps[outcome.step]
+        step.rows += outcome.rows
+        step.ok += outcome.ok
+        step.errors += outcome.rows - outcome.ok
+        step.prompt_tokens += outcome.prompt_tokens
+        step.completion_tokens += outcome.completion_tokens
+        error_types[outcome.step].update(outcome.error_types)
+    for name, counts in error_types.items():
+        steps[name].error_types = dict(sorted(counts.items()))
+    _add_latencies(steps, output_dir, run_id)
+    return RunSummary(pipeline, run_id, output_dir, input_rows, elapsed_s, list(steps.values()))
+
+
+def _add_latencies(steps: dict[str, StepSummary], output_dir: str, run_id: str) -> None:
+    results = Path(output_dir) / "results"
+    if not results.exists():
+        return
+    table = ds.dataset(results, format="parquet").to_table(
+        columns=["step", "latency_ms"], filter=pc.field("run_id") == run_id
+    )
+    for name, step in steps.items():
+        latencies = table.filter(pc.equal(table.column("step"), name)).column("latency_ms")
+        if len(latencies):
+            p50, p95 = pc.quantile(latencies, q=[0.5, 0.95]).to_pylist()
+            step.latency_p50_ms, step.latency_p95_ms = round(p50, 1), round(p95, 1)
+
+
+def write_manifest(summary: RunSummary, spec_json: dict[str, Any]) -> Path:
+    """Write `manifest.json` in the output directory: the last run, and the ids of earlier ones."""
+    path = Path(summary.output_dir) / "manifest.json"
+    earlier: list[str] = []
+    if path.exists():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        earlier = [*previous.get("earlier_runs", []), previous.get("run", {}).get("run_id")]
+    manifest = {
+        "format": "byokflow-output/1",
+        "run": summary.to_dict(),
+        "spec": spec_json,
+        "earlier_runs": [run for run in earlier if run],
+    }
+    write_json_atomically(path, json.dumps(manifest, indent=2, default=str))
+    return path
+
+
+def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
+    """One table row per step, as shown in the CLI and the Prefect artifact."""
+    rows = []
+    for step in summary.steps:
+        rows.append(
+            {
+                "step": step.step,
+                "model": step.model,
+                "rows": step.rows,
+                "ok": step.ok,
+                "errors": step.errors,
+                "errors by type": ", ".join(f"{k}: {v}" for k, v in step.error_types.items()) or "-",
+                "tokens (in/out)": f"{step.prompt_tokens}/{step.completion_tokens}",
+                "latency p50/p95 ms": f"{step.latency_p50_ms}/{step.latency_p95_ms}",
+                "rows/s": round(step.rows / summary.elapsed_s, 1) if summary.elapsed_s else None,
+            }
+        )
+    return rows
+
+
+async def publish_artifact(summary: RunSummary) -> None:
+    """A Prefect table artifact summarising the run, shown in the flow run's page."""
+    key = "".join(c if c.isalnum() else "-" for c in summary.pipeline.lower()).strip("-")
+    await acreate_table_artifact(
+        table=summary_rows(summary),
+        key=f"{key or 'pipeline'}-summary",
+        description=(
+            f"byokflow run {summary.run_id}: {summary.input_rows} input rows in "
+            f"{summary.elapsed_s:.1f} s; results in {summary.results_dir}, errors in {summary.errors_dir}"
+        ),
+    )

@@ -1,0 +1,126 @@
+"""Row shapes of the output datasets (results and errors) and their Arrow schemas.
+
+Every (row, step) of a run ends as exactly one record: a result when the gateway answered, an
+error otherwise. Both carry `request_hash`, the content hash of what was (or would have been)
+sent, which is what resume uses to never request the same thing twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, fields
+from typing import Any
+
+import pyarrow as pa
+
+RESULT_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("row_id", pa.string(), nullable=False),
+        pa.field("step", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("provider", pa.string(), nullable=False),
+        pa.field("request_hash", pa.string(), nullable=False),
+        pa.field("output", pa.string()),
+        pa.field("finish_reason", pa.string()),
+        pa.field("prompt_tokens", pa.int64()),
+        pa.field("completion_tokens", pa.int64()),
+        pa.field("total_tokens", pa.int64()),
+        pa.field("latency_ms", pa.float64()),
+        pa.field("ttft_ms", pa.float64()),
+        pa.field("attempts", pa.int32()),
+        pa.field("request_id", pa.string()),
+        pa.field("completed_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
+ERROR_SCHEMA = pa.schema(
+    [
+        pa.field("run_id", pa.string(), nullable=False),
+        pa.field("row_id", pa.string(), nullable=False),
+        pa.field("step", pa.string(), nullable=False),
+        pa.field("model", pa.string(), nullable=False),
+        pa.field("provider", pa.string(), nullable=False),
+        pa.field("request_hash", pa.string(), nullable=False),
+        pa.field("status_code", pa.int32()),
+        pa.field("error_type", pa.string(), nullable=False),
+        pa.field("message", pa.string()),
+        pa.field("retriable", pa.bool_()),
+        pa.field("attempts", pa.int32()),
+        pa.field("request_id", pa.string()),
+        pa.field("completed_at", pa.timestamp("ms", tz="UTC")),
+    ]
+)
+
+
+@dataclass(slots=True)
+class ResultRecord:
+    """A completion the gateway returned for one (row, step, model)."""
+
+    run_id: str
+    row_id: str
+    step: str
+    model: str
+    provider: str
+    request_hash: str
+    output: str | None
+    finish_reason: str | None
+    prompt_tokens: int
+    completion_tokens: int
+    total_tokens: int
+    latency_ms: float
+    ttft_ms: float | None
+    attempts: int
+    request_id: str | None
+    completed_at: Any
+
+
+@dataclass(slots=True)
+class ErrorRecord:
+    """A (row, step, model) that did not get a completion, with why."""
+
+    run_id: str
+    row_id: str
+    step: str
+    model: str
+    provider: str
+    request_hash: str
+    status_code: int | None
+    error_type: str
+    message: str | None
+    retriable: bool
+    attempts: int
+    request_id: str | None
+    completed_at: Any
+
+
+class RecordColumns:
+    """Column-wise buffer of records, turned into one Arrow table without per-row dicts."""
+
+    def __init__(self, record_type: type[ResultRecord] | type[ErrorRecord], schema: pa.Schema):
+        self.schema = schema
+        self._names = [f.name for f in fields(record_type)]
+        self._columns: dict[str, list[Any]] = {name: [] for name in self._names}
+
+    def __len__(self) -> int:
+        return len(self._columns[self._names[0]])
+
+    def append(self, record: ResultRecord | ErrorRecord) -> None:
+        """Add one record."""
+        for name in self._names:
+            self._columns[name].append(getattr(record, name))
+
+    def to_table(self) -> pa.Table:
+        """The buffered records as a table of `schema`."""
+        return pa.table(
+            [pa.array(self._columns[f.name], type=f.type) for f in self.schema], schema=self.schema
+        )
+
+
+def result_columns() -> RecordColumns:
+    """An empty buffer of result records."""
+    return RecordColumns(ResultRecord, RESULT_SCHEMA)
+
+
+def error_columns() -> RecordColumns:
+    """An empty buffer of error records."""
+    return RecordColumns(ErrorRecord, ERROR_SCHEMA)

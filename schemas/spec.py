@@ -1,0 +1,212 @@
+"""The pipeline spec: what a user writes in `pipeline.yaml`, validated strictly.
+
+Every model forbids unknown keys, so a typo is an error that names its location instead of a
+setting silently ignored. Paths in the spec are resolved against the spec file's folder.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from schemas.providers import SUPPORTED_PROVIDERS, check_provider, split_model
+
+STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class SpecModel(BaseModel):
+    """Base of everything a user writes: unknown keys are errors."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class InputSpec(SpecModel):
+    """The Parquet dataset of prompts."""
+
+    path: str = Field(description="Parquet file, directory or glob; a local path or any URI pyarrow reads.")
+    id_column: str = Field("id", description="Column that identifies a row; values must be unique.")
+    columns: list[str] | None = Field(
+        None, description="Columns to read (projection); the id column is always read."
+    )
+    empty_prompts: Literal["error", "record"] = Field(
+        "error",
+        description="A null or empty prompt value: fail the run before any request ('error'), "
+        "or write an error record for that row and go on ('record').",
+    )
+
+
+class OutputSpec(SpecModel):
+    """Where results, errors and the manifest are written."""
+
+    path: str = Field(description="Output directory (created if missing).")
+
+
+class KeySource(SpecModel):
+    """Where a key comes from: a Prefect Secret block (by name) or an environment variable."""
+
+    secret: str | None = Field(None, description="Name of a Prefect Secret block holding the key.")
+    env: str | None = Field(None, description="Name of an environment variable holding the key.")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> KeySource:
+        if (self.secret is None) == (self.env is None):
+            raise ValueError("give exactly one of 'secret' (a Prefect Secret block) or 'env'")
+        return self
+
+    def describe(self) -> str:
+        """Where the key lives, for messages (never the key itself)."""
+        return f"Secret block {self.secret!r}" if self.secret else f"environment variable {self.env!r}"
+
+
+class CredentialsSpec(KeySource):
+    """A step's BYOK credentials: the provider key's source, optional provider and provider model."""
+
+    provider: str | None = Field(None, description="X-Provider; inferred from the model when omitted.")
+    provider_model: str | None = Field(
+        None, description="X-Provider-Model; the request's model is used when omitted."
+    )
+
+    @field_validator("provider")
+    @classmethod
+    def _known_provider(cls, value: str | None) -> str | None:
+        return None if value is None else _checked_provider(value)
+
+
+class GatewaySpec(SpecModel):
+    """The Dedalus-compatible gateway the requests go through."""
+
+    base_url: str = Field("https://api.dedaluslabs.ai", description="Gateway base URL.")
+    api_key: KeySource = Field(
+        default_factory=lambda: KeySource(env="DEDALUS_API_KEY"),
+        description="The gateway key (Authorization: Bearer).",
+    )
+
+
+class MessageTemplate(SpecModel):
+    """One chat message whose content is a Jinja2 template over the row's columns."""
+
+    role: Literal["developer", "system", "user", "assistant"]
+    content: str
+
+
+class RequestParams(SpecModel):
+    """Chat completion parameters sent with every request of a step."""
+
+    max_tokens: int | None = Field(None, ge=1)
+    temperature: float | None = Field(None, ge=0, le=2)
+    top_p: float | None = Field(None, gt=0, le=1)
+    seed: int | None = None
+    stop: str | list[str] | None = None
+    response_format: dict[str, Any] | None = None
+
+
+class RetryPolicy(SpecModel):
+    """How a step retries transient failures (connection errors, timeouts, 408, 409, 429, 5xx)."""
+
+    max_attempts: int = Field(4, ge=1, le=100, description="Attempts per request, the first included.")
+    initial_backoff: float = Field(0.5, ge=0, description="Seconds before the first retry.")
+    max_backoff: float = Field(30.0, gt=0, description="Cap of one backoff, in seconds.")
+    deadline: float = Field(300.0, gt=0, description="Seconds a row may spend on all its attempts.")
+
+
+class StepSpec(SpecModel):
+    """One pipeline step: a chat completion per row."""
+
+    name: str = Field(description="Step name: letters, digits and underscores.")
+    model: str = Field(description="'provider/model', e.g. 'openai/gpt-4o-mini'.")
+    credentials: CredentialsSpec | None = Field(
+        None, description="BYOK provider key source; without it the gateway's own keys are used."
+    )
+    instructions: str | None = Field(None, description="System message template.")
+    input: str | None = Field(None, description="User message template over the row's columns.")
+    messages: list[MessageTemplate] | None = Field(None, description="Message templates.")
+    messages_column: str | None = Field(
+        None, description="Column already holding chat messages (a list of {role, content})."
+    )
+    params: RequestParams = Field(default_factory=RequestParams)
+    concurrency: int = Field(64, ge=1, le=10_000, description="Requests in flight for this step.")
+    timeout: float = Field(60.0, gt=0, description="Seconds one request may take.")
+    retry: RetryPolicy = Field(default_factory=RetryPolicy)
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_identifier(cls, value: str) -> str:
+        if not STEP_NAME.match(value):
+            raise ValueError(f"step name must be letters, digits and underscores, got {value!r}")
+        return value
+
+    @field_validator("model")
+    @classmethod
+    def _model_names_provider(cls, value: str) -> str:
+        provider, name = split_model(value)
+        if provider is None or not name:
+            raise ValueError(f"model must be 'provider/model' (e.g. 'openai/gpt-4o-mini'), got {value!r}")
+        _checked_provider(provider)
+        return value
+
+    @model_validator(mode="after")
+    def _one_prompt_source(self) -> StepSpec:
+        sources = [self.input is not None, self.messages is not None, self.messages_column is not None]
+        if sum(sources) != 1:
+            raise ValueError("give exactly one prompt source: 'input', 'messages' or 'messages_column'")
+        if self.instructions is not None and self.input is None:
+            raise ValueError("'instructions' goes with 'input'; put a system message in 'messages'")
+        return self
+
+    @property
+    def provider(self) -> str:
+        """The provider requests of this step go to."""
+        if self.credentials and self.credentials.provider:
+            return self.credentials.provider
+        return split_model(self.model)[0] or ""
+
+
+class PipelineSpec(SpecModel):
+    """A whole pipeline: input dataset, output directory, gateway and steps."""
+
+    name: str = Field(description="Pipeline name, recorded in the manifest.")
+    input: InputSpec
+    output: OutputSpec
+    gateway: GatewaySpec = Field(default_factory=GatewaySpec)
+    steps: list[StepSpec] = Field(min_length=1)
+    shard_size: int = Field(1000, ge=1, le=1_000_000, description="Rows per Prefect task run.")
+
+    @field_validator("steps")
+    @classmethod
+    def _unique_step_names(cls, steps: list[StepSpec]) -> list[StepSpec]:
+        seen: set[str] = set()
+        for step in steps:
+            if step.name in seen:
+                raise ValueError(f"duplicate step name {step.name!r}")
+            seen.add(step.name)
+        return steps
+
+    def step(self, name: str) -> StepSpec:
+        """The step called `name`."""
+        return next(step for step in self.steps if step.name == name)
+
+    def resolved_against(self, base: Path) -> PipelineSpec:
+        """A copy whose local input and output paths are relative to `base` (the spec's folder)."""
+        return self.model_copy(
+            update={
+                "input": self.input.model_copy(update={"path": _resolve(self.input.path, base)}),
+                "output": self.output.model_copy(update={"path": _resolve(self.output.path, base)}),
+            }
+        )
+
+
+def _checked_provider(provider: str) -> str:
+    if provider not in SUPPORTED_PROVIDERS:
+        raise ValueError(
+            f"unknown provider {provider!r}; supported providers: {', '.join(SUPPORTED_PROVIDERS)}"
+        )
+    return check_provider(provider)
+
+
+def _resolve(path: str, base: Path) -> str:
+    if "://" in path or Path(path).is_absolute():
+        return path
+    return str((base / path).resolve())

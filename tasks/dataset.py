@@ -1,0 +1,107 @@
+"""Reading the input dataset in bounded memory, and the checks that run before any request."""
+
+from __future__ import annotations
+
+import glob
+from collections.abc import Iterator
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as ds
+
+from schemas.spec import InputSpec
+from tasks.errors import InputError
+
+_GLOB_CHARS = set("*?[")
+
+
+def open_dataset(spec: InputSpec) -> ds.Dataset:
+    """The Parquet dataset at `spec.path` (file, directory, glob or URI); InputError if unreadable."""
+    source: str | list[str] = spec.path
+    if "://" not in spec.path and _GLOB_CHARS & set(spec.path):
+        source = sorted(glob.glob(spec.path, recursive=True))
+        if not source:
+            raise InputError(f"input {spec.path!r}: the pattern matches no file")
+    try:
+        dataset = ds.dataset(source, format="parquet")
+        # Opening is lazy; reading the schema of every fragment surfaces non-Parquet files now.
+        dataset.schema  # noqa: B018
+        for fragment in dataset.get_fragments():
+            fragment.physical_schema  # noqa: B018
+    except FileNotFoundError:
+        raise InputError(f"input {spec.path!r}: no such file or directory") from None
+    except (pa.ArrowInvalid, OSError) as exc:
+        raise InputError(f"input {spec.path!r}: not a readable Parquet dataset ({exc})") from None
+    return dataset
+
+
+def check_columns(dataset: ds.Dataset, spec: InputSpec, needed: set[str]) -> None:
+    """Raise InputError naming any column the pipeline needs that the dataset lacks."""
+    available = set(dataset.schema.names)
+    missing = sorted((needed | {spec.id_column}) - available)
+    if missing:
+        raise InputError(
+            f"input {spec.path!r}: missing column(s) {missing}; available: {sorted(available)}"
+        )
+
+
+def check_ids(dataset: ds.Dataset, spec: InputSpec) -> int:
+    """Raise InputError on null or duplicate ids; return the number of rows."""
+    ids = dataset.to_table(columns=[spec.id_column]).column(spec.id_column)
+    nulls = ids.null_count
+    if nulls:
+        first = pc.index(pc.is_null(ids), True).as_py()
+        raise InputError(f"input {spec.path!r}: column {spec.id_column!r} has {nulls} null id(s), first at row {first}")
+    if pc.count_distinct(ids).as_py() != len(ids):
+        counts = pc.value_counts(ids)
+        duplicated = counts.filter(pc.greater(counts.field("counts"), 1))
+        example = duplicated[0]["values"].as_py()
+        raise InputError(
+            f"input {spec.path!r}: column {spec.id_column!r} has {len(duplicated)} duplicated id(s), "
+            f"e.g. {example!r}"
+        )
+    return len(ids)
+
+
+def check_prompt_values(dataset: ds.Dataset, spec: InputSpec, columns: set[str]) -> None:
+    """Raise InputError naming the column and row id of the first null or empty prompt value."""
+    for column in sorted(columns):
+        table = dataset.to_table(columns=[spec.id_column, column])
+        values = table.column(column)
+        bad = pc.is_null(values)
+        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+            blank = pc.equal(pc.utf8_trim_whitespace(values), "")
+            bad = pc.or_(bad, pc.fill_null(blank, False))
+        count = pc.sum(bad).as_py() or 0
+        if count:
+            first = pc.index(bad, True).as_py()
+            row_id = table.column(spec.id_column)[first].as_py()
+            raise InputError(
+                f"input {spec.path!r}: column {column!r} has {count} null or empty value(s), "
+                f"first at row {first} ({spec.id_column}={row_id!r}); set input.empty_prompts: "
+                "record to turn them into error records instead"
+            )
+
+
+def iter_shards(
+    dataset: ds.Dataset, columns: list[str], shard_size: int, limit: int | None = None
+) -> Iterator[pa.Table]:
+    """Yield tables of at most `shard_size` rows, reading batch by batch (never the whole file)."""
+    pending: list[pa.RecordBatch] = []
+    pending_rows = 0
+    remaining = limit
+    for batch in dataset.to_batches(columns=columns, batch_size=shard_size):
+        if remaining is not None:
+            batch = batch.slice(0, remaining)
+            remaining -= batch.num_rows
+        pending.append(batch)
+        pending_rows += batch.num_rows
+        while pending_rows >= shard_size:
+            table = pa.Table.from_batches(pending)
+            yield table.slice(0, shard_size)
+            rest = table.slice(shard_size)
+            pending, pending_rows = rest.to_batches(), rest.num_rows
+        if remaining == 0:
+            break
+    if pending_rows:
+        yield pa.Table.from_batches(pending)

@@ -1,0 +1,27 @@
+"""Errors that stop a run before any request is sent, because the input or setup is wrong.
+
+    PipelineError
+    ├── InputError        the dataset cannot be read, or a column, id or prompt value is wrong
+    ├── TemplateError     a prompt template does not compile or references an unknown name
+    └── CredentialError   a Secret block or environment variable holding a key is missing or empty
+
+Provider failures are never raised: they become error records.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """Base class: the run cannot start or go on; the message says where and why."""
+
+
+class InputError(PipelineError):
+    """The input dataset is unreadable or its columns, ids or prompt values are wrong."""
+
+
+class TemplateError(PipelineError):
+    """A prompt template is invalid or references a name the row does not have."""
+
+
+class CredentialError(PipelineError):
+    """A key's Secret block or environment variable is missing, empty or not a string."""

@@ -1,0 +1,67 @@
+"""Live counters of a run, per step, that a display (the CLI, a Prefect artifact) can read.
+
+Tasks only increment integers here; whoever shows progress polls `board()` at its own pace,
+so a slow terminal never slows the requests down.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+
+@dataclass
+class StepProgress:
+    """Counters of one step."""
+
+    total: int = 0
+    ok: int = 0
+    errors: int = 0
+    tokens: int = 0
+    error_types: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def done(self) -> int:
+        """Rows finished, either way."""
+        return self.ok + self.errors
+
+
+class ProgressBoard:
+    """Per-step counters of the run in progress in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.steps: dict[str, StepProgress] = {}
+        self.started = time.monotonic()
+
+    def reset(self, step_names: list[str]) -> None:
+        """Start counting a new run with these steps."""
+        with self._lock:
+            self.steps = {name: StepProgress() for name in step_names}
+            self.started = time.monotonic()
+
+    def add_total(self, step: str, rows: int) -> None:
+        """`rows` more rows are known to need `step`."""
+        with self._lock:
+            self.steps.setdefault(step, StepProgress()).total += rows
+
+    def record(self, step: str, *, ok: bool, tokens: int = 0, error_type: str | None = None) -> None:
+        """One row of `step` finished."""
+        with self._lock:
+            progress = self.steps.setdefault(step, StepProgress())
+            if ok:
+                progress.ok += 1
+                progress.tokens += tokens
+            else:
+                progress.errors += 1
+                progress.error_types[error_type or "unknown"] += 1
+
+
+_BOARD = ProgressBoard()
+
+
+def board() -> ProgressBoard:
+    """The progress board of this process."""
+    return _BOARD

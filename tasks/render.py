@@ -1,0 +1,117 @@
+"""Rendering a step's prompt templates for one row into a chat completion request body.
+
+Templates are Jinja2 in a sandboxed environment with strict undefined names, compiled once per
+step. A template sees the row's columns by name and earlier steps' records as `steps.<name>`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
+from jinja2.sandbox import SandboxedEnvironment, SecurityError
+
+from schemas.spec import StepSpec
+from tasks.errors import TemplateError
+
+_ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
+_ROLES = {"developer", "system", "user", "assistant", "tool"}
+
+
+class StepRenderer:
+    """Turns rows into request bodies for one step."""
+
+    def __init__(self, step: StepSpec) -> None:
+        self.step = step
+        self._sources = _template_sources(step)
+        self._templates = {where: _compile(step.name, where, src) for where, src in self._sources}
+        self._params = step.params.model_dump(exclude_none=True)
+
+    def referenced_columns(self) -> set[str]:
+        """Input columns the templates (or `messages_column`) read."""
+        names: set[str] = set()
+        for _, source in self._sources:
+            names |= meta.find_undeclared_variables(_ENV.parse(source))
+        names.discard("steps")
+        if self.step.messages_column:
+            names.add(self.step.messages_column)
+        return names
+
+    def referenced_steps(self) -> set[str]:
+        """Names of earlier steps whose records the templates use (`steps.<name>`)."""
+        found: set[str] = set()
+        for _, source in self._sources:
+            for node in _ENV.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
+                target = node.node
+                if isinstance(target, nodes.Name) and target.name == "steps":
+                    key = node.attr if isinstance(node, nodes.Getattr) else _const(node.arg)
+                    if key is not None:
+                        found.add(key)
+        return found
+
+    def messages(self, row: Mapping[str, Any], steps: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """The chat messages for `row`; raises TemplateError naming the step and template."""
+        if self.step.messages_column:
+            return _messages_from_column(self.step, row)
+        context = {**row, "steps": steps or {}}
+        rendered: list[dict[str, Any]] = []
+        for where, template in self._templates.items():
+            try:
+                content = template.render(context)
+            except (UndefinedError, SecurityError, TypeError) as exc:
+                raise TemplateError(f"step {self.step.name!r}, {where}: {exc}") from None
+            rendered.append({"role": _role_of(self.step, where), "content": content})
+        return rendered
+
+    def body(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """The request body for these messages: model, messages and the step's params."""
+        return {"model": self.step.model, "messages": messages, **self._params}
+
+
+def _template_sources(step: StepSpec) -> list[tuple[str, str]]:
+    if step.messages is not None:
+        return [(f"messages[{i}].content", m.content) for i, m in enumerate(step.messages)]
+    sources = []
+    if step.instructions is not None:
+        sources.append(("instructions", step.instructions))
+    if step.input is not None:
+        sources.append(("input", step.input))
+    return sources
+
+
+def _role_of(step: StepSpec, where: str) -> str:
+    if where == "instructions":
+        return "system"
+    if where == "input":
+        return "user"
+    assert step.messages is not None
+    index = int(where[len("messages[") : where.index("]")])
+    return step.messages[index].role
+
+
+def _compile(step_name: str, where: str, source: str) -> Any:
+    try:
+        return _ENV.from_string(source)
+    except TemplateSyntaxError as exc:
+        raise TemplateError(
+            f"step {step_name!r}, {where}: template syntax error at line {exc.lineno}: {exc.message}"
+        ) from None
+
+
+def _const(node: nodes.Node) -> str | None:
+    return node.value if isinstance(node, nodes.Const) and isinstance(node.value, str) else None
+
+
+def _messages_from_column(step: StepSpec, row: Mapping[str, Any]) -> list[dict[str, Any]]:
+    column = step.messages_column
+    value = row.get(column) if column else None
+    if not isinstance(value, list) or not value:
+        raise TemplateError(f"column {column!r} must hold a non-empty list of {{role, content}}")
+    messages = []
+    for index, item in enumerate(value):
+        role = item.get("role") if isinstance(item, Mapping) else None
+        if role not in _ROLES:
+            raise TemplateError(f"column {column!r}, message {index}: invalid role {role!r}")
+        messages.append({"role": role, "content": item.get("content")})
+    return messages

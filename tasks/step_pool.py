@@ -1,0 +1,71 @@
+"""One gateway client and one concurrency bound per step, shared by the step's shard tasks.
+
+Shard tasks awaited on the flow's event loop share the pool created by the first of them, so a
+step has one connection pool sized to its concurrency however many shards run at once. Tasks on
+other loops (thread or Dask runners) get a pool of their own: an httpx client must not cross
+event loops. Keys are loaded here, inside the task, and live only in the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+from gateway import GatewayClient
+from schemas.spec import GatewaySpec, StepSpec
+from tasks.credentials import load_key
+
+
+@dataclass
+class StepPool:
+    """What every request of a step shares: its client and its concurrency bound."""
+
+    client: GatewayClient
+    slots: asyncio.Semaphore
+
+
+_PoolKey = tuple[int, str, str]
+_POOLS: dict[_PoolKey, asyncio.Task[StepPool]] = {}
+
+
+async def step_pool(run_id: str, step: StepSpec, gateway: GatewaySpec) -> StepPool:
+    """The pool of `step` on the running event loop, created (and its keys loaded) on first use."""
+    key = (id(asyncio.get_running_loop()), run_id, step.name)
+    pending = _POOLS.get(key)
+    if pending is None:
+        pending = asyncio.ensure_future(_open_pool(step, gateway))
+        _POOLS[key] = pending
+    try:
+        return await asyncio.shield(pending)
+    except BaseException:
+        # A failed creation (a missing secret, say) must not be cached for the next shard.
+        if pending.done():
+            _POOLS.pop(key, None)
+        raise
+
+
+async def close_step_pools(run_id: str) -> None:
+    """Close the pools of `run_id` created on the running event loop."""
+    loop_id = id(asyncio.get_running_loop())
+    for key in [k for k in _POOLS if k[0] == loop_id and k[1] == run_id]:
+        pending = _POOLS.pop(key)
+        if pending.done() and pending.exception() is None:
+            await pending.result().client.aclose()
+
+
+async def _open_pool(step: StepSpec, gateway: GatewaySpec) -> StepPool:
+    api_key = await load_key(gateway.api_key)
+    credentials = step.credentials
+    provider_key = await load_key(credentials) if credentials else None
+    client = GatewayClient(
+        api_key=api_key,
+        base_url=gateway.base_url,
+        provider=credentials.provider if credentials else None,
+        provider_key=provider_key,
+        provider_model=credentials.provider_model if credentials else None,
+        timeout=step.timeout,
+        max_connections=step.concurrency,
+        # The spec is the single source of truth: no DEDALUS_* fallbacks inside a run.
+        environ={},
+    )
+    return StepPool(client=client, slots=asyncio.Semaphore(step.concurrency))
