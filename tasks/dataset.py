@@ -48,6 +48,8 @@ def check_columns(dataset: ds.Dataset, spec: InputSpec, needed: set[str]) -> Non
 def check_ids(dataset: ds.Dataset, spec: InputSpec) -> int:
     """Raise InputError on null or duplicate ids; return the number of rows."""
     ids = dataset.to_table(columns=[spec.id_column]).column(spec.id_column)
+    if len(ids) == 0:
+        return 0
     nulls = ids.null_count
     if nulls:
         first = pc.index(pc.is_null(ids), True).as_py()
