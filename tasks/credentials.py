@@ -13,17 +13,20 @@ from prefect.blocks.system import Secret
 
 from schemas.spec import KeySource
 from tasks.errors import CredentialError
+from tasks.log_redaction import redact_key
 
 
 async def load_key(source: KeySource, environ: Mapping[str, str] | None = None) -> str:
-    """The key `source` points at; raises CredentialError when it is missing or not a string."""
+    """The key `source` points at (registered for log redaction); CredentialError if missing."""
     if source.env is not None:
         value = (os.environ if environ is None else environ).get(source.env, "")
         if not value.strip():
             raise CredentialError(f"environment variable {source.env!r} is not set or empty")
-        return value
-    assert source.secret is not None
-    return await _load_secret(source.secret)
+    else:
+        assert source.secret is not None
+        value = await _load_secret(source.secret)
+    redact_key(value)
+    return value
 
 
 async def secret_exists(name: str) -> bool:
