@@ -1,0 +1,22 @@
+"""What one successful chat call returns: the completion plus what the response said about it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from schemas.wire import ChatCompletion
+
+
+@dataclass(frozen=True, slots=True)
+class ChatResult:
+    """A chat completion with its HTTP status, request id, rate-limit headers and timings."""
+
+    completion: ChatCompletion
+    status_code: int
+    request_id: str | None
+    # The response's `x-ratelimit-*` headers (lower-cased names), for the engine's rate governor.
+    rate_limit: dict[str, str]
+    # Seconds from sending the request to the last byte (streams: to `[DONE]`).
+    elapsed_s: float
+    # Seconds to the first chunk carrying content or a tool call; None unless streamed.
+    ttft_s: float | None = None

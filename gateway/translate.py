@@ -1,0 +1,284 @@
+"""The one boundary where third-party failures become GatewayErrors, with keys scrubbed.
+
+Also builds the errors for non-2xx responses and broken streams, and reads `Retry-After`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import TypeVar
+
+import aiohttp
+import httpx
+from pydantic import BaseModel, ValidationError
+
+from gateway.errors import (
+    APIConnectionError,
+    APIStatusError,
+    APITimeoutError,
+    GatewayError,
+    ResponseDecodeError,
+    StreamError,
+    status_error_class,
+)
+from gateway.redact import scrub
+from gateway.transport import TRANSPORT_ERRORS
+from schemas.wire import ErrorBody
+
+M = TypeVar("M", bound=BaseModel)
+
+# Everything translated at the boundary; GatewayErrors raised inside pass through untouched.
+_TRANSLATED: tuple[type[Exception], ...] = (*TRANSPORT_ERRORS, TimeoutError, ValidationError)
+
+# How much of an upstream message is kept (HTML error pages can be large).
+MAX_MESSAGE_CHARS = 2000
+
+
+class Exchange:
+    """What the boundary knows about the call in flight: its keys and, once sent, the response."""
+
+    __slots__ = ("response", "secrets")
+
+    def __init__(self, secrets: Sequence[str]) -> None:
+        self.secrets = secrets
+        self.response: httpx.Response | None = None
+
+
+@contextmanager
+def translate_errors(secrets: Sequence[str]) -> Iterator[Exchange]:
+    """Turn httpx, aiohttp, timeout and pydantic failures inside into GatewayErrors."""
+    exchange = Exchange(secrets)
+    try:
+        yield exchange
+    except GatewayError:
+        raise
+    except _TRANSLATED as exc:
+        raise _translate(exc, exchange) from sanitize_chain(exc, secrets)
+
+
+def _translate(exc: Exception, exchange: Exchange) -> GatewayError:
+    secrets = exchange.secrets
+    response = exchange.response
+    status_code = None if response is None else response.status_code
+    request_id = None if response is None else response.headers.get("x-request-id")
+    if isinstance(exc, ValidationError):
+        summary = scrub(_validation_summary(exc), secrets)
+    else:
+        summary = f"error={_error_name(exc)}: {scrub(str(exc), secrets) or 'no detail'}"
+    if isinstance(exc, ValidationError | httpx.DecodingError):
+        return ResponseDecodeError(
+            f"malformed response body: {status_code=}, {request_id=}: {summary}",
+            status_code=status_code,
+            request_id=request_id,
+        )
+    # A status is known when the connection broke while a (streamed) body was being read.
+    cls = APITimeoutError if _is_timeout(exc) else APIConnectionError
+    what = "request timed out" if cls is APITimeoutError else "connection failed"
+    return cls(
+        f"gateway {what}: {status_code=}, {request_id=}: {summary}",
+        status_code=status_code,
+        request_id=request_id,
+    )
+
+
+def _validation_summary(exc: ValidationError) -> str:
+    # Locations and messages only: pydantic's own str quotes the body, which may echo a key.
+    problems = [
+        f"{'.'.join(map(str, e['loc'])) or 'body'}: {e['msg']}"
+        for e in exc.errors(include_url=False, include_input=False, include_context=False)
+    ]
+    more = f" (+{len(problems) - 3} more)" if len(problems) > 3 else ""
+    return "; ".join(problems[:3]) + more
+
+
+def _error_name(exc: Exception) -> str:
+    # httpx-aiohttp's mapped name can mislead (a refused connection arrives as ConnectTimeout);
+    # the aiohttp error it wraps says what happened.
+    cause = exc.__cause__
+    return type(cause if isinstance(cause, aiohttp.ClientError) else exc).__name__
+
+
+def _is_timeout(exc: Exception) -> bool:
+    if isinstance(exc, httpx.TimeoutException):
+        # httpx-aiohttp maps every aiohttp.ClientConnectionError (a server that hung up, say) to
+        # httpx.ConnectTimeout; only a cause that really is a timeout makes it one.
+        cause = exc.__cause__
+        return not isinstance(cause, aiohttp.ClientError) or isinstance(cause, TimeoutError)
+    return isinstance(exc, TimeoutError)
+
+
+def sanitize_chain(exc: BaseException, secrets: Sequence[str]) -> BaseException | None:
+    """`exc` made safe to chain: its message chain scrubbed, httpx requests (headers) detached."""
+    if isinstance(exc, ValidationError):
+        return _without_input(exc)
+    previous: BaseException | None = None
+    link: BaseException | None = exc
+    seen: set[int] = set()
+    while link is not None and id(link) not in seen:
+        seen.add(id(link))
+        if isinstance(link, httpx.HTTPError):
+            # The request's headers hold the keys; nothing downstream needs it.
+            link._request = None
+        if not _scrub_args(link, secrets):
+            if previous is None:
+                return None
+            previous.__cause__ = None
+            previous.__context__ = None
+            previous.__suppress_context__ = True
+            break
+        previous = link
+        link = link.__cause__ if link.__cause__ is not None else _shown_context(link)
+    return exc
+
+
+def _shown_context(exc: BaseException) -> BaseException | None:
+    return None if exc.__suppress_context__ else exc.__context__
+
+
+def _scrub_args(exc: BaseException, secrets: Sequence[str]) -> bool:
+    """Scrub `exc`'s message in place; False if its str or repr still leaks (it is then dropped)."""
+    text = str(exc)
+    if scrub(text, secrets) == text and scrub(repr(exc), secrets) == repr(exc):
+        return True
+    exc.args = (scrub(text, secrets),)
+    text = str(exc)
+    return scrub(text, secrets) == text and scrub(repr(exc), secrets) == repr(exc)
+
+
+def decode(model: type[M], content: bytes | str) -> M:
+    """`model` parsed from JSON; on failure a ValidationError that does not quote the body."""
+    try:
+        return model.model_validate_json(content)
+    except ValidationError as exc:
+        hidden = _without_input(exc)
+    # Raised outside the handler, so the original (which quotes the body, and may quote a key
+    # the body echoes) is not attached as __context__ either.
+    raise hidden
+
+
+def _without_input(exc: ValidationError) -> ValidationError:
+    # pydantic's message quotes the input, i.e. the response body; the copy keeps only error
+    # types, locations and context.
+    try:
+        errors = [
+            {
+                "type": e["type"],
+                "loc": e["loc"],
+                "input": None,
+                **({"ctx": e["ctx"]} if "ctx" in e else {}),
+            }
+            for e in exc.errors(include_url=False)
+        ]
+        return ValidationError.from_exception_data(exc.title, errors, hide_input=True)  # type: ignore[arg-type]
+    except Exception:
+        return ValidationError.from_exception_data(exc.title, [], hide_input=True)
+
+
+def error_from_response(response: httpx.Response, secrets: Sequence[str]) -> APIStatusError:
+    """The typed error for a non-2xx response (its body must have been read)."""
+    status_code = response.status_code
+    error_type, error_code, message = parse_error_body(response.content)
+    provider_message = _clean(message, secrets)
+    request_id = response.headers.get("x-request-id")
+    cls = status_error_class(status_code)
+    shown = provider_message or response.reason_phrase or "no message"
+    return cls(
+        f"gateway returned an error: {status_code=}, {error_type=}, {error_code=}, "
+        f"{request_id=}: {shown}",
+        status_code=status_code,
+        error_type=error_type,
+        error_code=error_code,
+        provider_message=provider_message,
+        request_id=request_id,
+        retry_after=parse_retry_after(response.headers),
+    )
+
+
+def stream_error(
+    response: httpx.Response, reason: str, data: str, secrets: Sequence[str]
+) -> StreamError:
+    """A StreamError for a stream that failed; `data` is the error event's payload, if any."""
+    error_type, error_code, message = (
+        parse_error_body(data.encode()) if data else (None, None, None)
+    )
+    provider_message = _clean(message, secrets)
+    request_id = response.headers.get("x-request-id")
+    return StreamError(
+        f"stream broken: {reason}: {error_type=}, {error_code=}, {request_id=}: "
+        f"{provider_message or 'no message'}",
+        status_code=response.status_code,
+        error_type=error_type,
+        error_code=error_code,
+        provider_message=provider_message,
+        request_id=request_id,
+    )
+
+
+def parse_error_body(content: bytes) -> tuple[str | None, str | None, str | None]:
+    """(type, code, message) of an OpenAI-shaped error body; other bodies give their text."""
+    try:
+        detail = ErrorBody.model_validate_json(content).error
+    except ValidationError:
+        return None, None, _plain_message(content)
+    code = None if detail.code is None else str(detail.code)
+    return detail.type, code, detail.message
+
+
+def _plain_message(content: bytes) -> str | None:
+    text = content[: MAX_MESSAGE_CHARS * 4].decode("utf-8", errors="replace").strip()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return text or None
+    if isinstance(data, dict):
+        # Other common shapes: {"error": "..."}, {"message": "..."}, FastAPI's {"detail": ...}.
+        for field in ("error", "message", "detail"):
+            if data.get(field):
+                value = data[field]
+                return value if isinstance(value, str) else json.dumps(value)
+    return text or None
+
+
+def _clean(message: str | None, secrets: Sequence[str]) -> str | None:
+    if not message:
+        return None
+    # Scrub before cutting: a cut through a key could leave a fragment too short to recognise.
+    cleaned = scrub(message[: MAX_MESSAGE_CHARS * 4], secrets)
+    if len(cleaned) > MAX_MESSAGE_CHARS:
+        cleaned = cleaned[:MAX_MESSAGE_CHARS] + "…"
+    return cleaned
+
+
+def parse_retry_after(headers: httpx.Headers) -> float | None:
+    """Seconds to wait from `retry-after-ms`, else `Retry-After` (seconds or an HTTP date)."""
+    milliseconds = _finite(headers.get("retry-after-ms"))
+    if milliseconds is not None:
+        return max(0.0, milliseconds / 1000)
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    seconds = _finite(value)
+    if seconds is not None:
+        return max(0.0, seconds)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+
+
+def _finite(value: str | None) -> float | None:
+    if not value:
+        return None
+    try:
+        number = float(value)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None

@@ -1,0 +1,136 @@
+"""The default aiohttp transport against real local servers: pool bound, failures, streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
+
+import pytest
+from aiohttp import web
+from httpx_aiohttp import AiohttpTransport
+
+from gateway import APIConnectionError, APITimeoutError, GatewayClient, GatewayError
+from gateway.transport import open_http_client
+from tests.gateway.support import CANARY_KEY, REQUEST, completion_body
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def serve(handler: Handler) -> AsyncIterator[str]:
+    """An aiohttp server on a free local port answering every path with `handler`."""
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = runner.addresses[0][:2]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def live_client(base_url: str, **kwargs: object) -> GatewayClient:
+    return GatewayClient(base_url=base_url, provider_key=CANARY_KEY, environ={}, **kwargs)  # type: ignore[arg-type]
+
+
+async def test_connector_limit_is_max_connections() -> None:
+    http = open_http_client(headers={}, timeout=5.0, max_connections=7, transport=None)
+    transport = http._transport
+    assert isinstance(transport, AiohttpTransport)
+    session = transport.get_client()
+    try:
+        assert session.connector is not None
+        assert session.connector.limit == 7
+        assert session.connector.limit_per_host == 0
+    finally:
+        await session.close()
+        await http.aclose()
+
+
+async def test_open_connections_are_bounded() -> None:
+    active = peak = 0
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        nonlocal active, peak
+        active += 1
+        peak = max(peak, active)
+        await asyncio.sleep(0.05)
+        active -= 1
+        return web.json_response(completion_body())
+
+    async with serve(handler) as url, live_client(url, max_connections=3) as client:
+        results = await asyncio.gather(*(client.chat(REQUEST) for _ in range(12)))
+    assert len(results) == 12
+    assert peak == 3
+
+
+async def test_headers_and_stream_over_aiohttp(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    seen: list[Mapping[str, str]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers.copy())
+        response = web.StreamResponse(headers={"content-type": "text/event-stream"})
+        await response.prepare(request)
+        chunk = '{"id":"c","model":"m","choices":[{"index":0,"delta":{"content":"hi"}}]}'
+        await response.write(f"data: {chunk}\n\n".encode())
+        await response.write(b"data: [DONE]\n\n")
+        return response
+
+    async with serve(handler) as url, live_client(url) as client:
+        result = await client.chat({**REQUEST, "stream": True})
+    assert result.completion.choices[0].message.content == "hi"
+    assert seen[0]["X-Provider-Key"] == CANARY_KEY
+    assert seen[0]["User-Agent"] == "byokflow/0.1"
+    assert CANARY_KEY not in caplog.text
+
+
+async def test_refused_connection_is_a_connection_error() -> None:
+    async def never(request: web.Request) -> web.StreamResponse:
+        raise AssertionError("no request expected")
+
+    async with serve(never) as url:
+        pass  # the port is free again once the server is gone
+    async with live_client(url) as client:
+        with pytest.raises(APIConnectionError) as caught:
+            await client.chat(REQUEST)
+    assert type(caught.value) is APIConnectionError
+    assert "ClientConnectorError" in str(caught.value)
+    assert caught.value.retriable
+
+
+async def test_server_hanging_up_is_a_connection_error_not_a_timeout() -> None:
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readline()
+        writer.close()
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async with live_client(f"http://127.0.0.1:{port}") as client:
+            with pytest.raises(GatewayError) as caught:
+                await client.chat(REQUEST)
+    finally:
+        server.close()
+        await server.wait_closed()
+    assert type(caught.value) is APIConnectionError
+    assert caught.value.kind == "connection"
+    assert "ServerDisconnectedError" in str(caught.value)
+    assert CANARY_KEY not in str(caught.value)
+
+
+async def test_slow_server_is_a_timeout() -> None:
+    async def slow(request: web.Request) -> web.StreamResponse:
+        await asyncio.sleep(0.3)
+        return web.json_response(completion_body())
+
+    async with serve(slow) as url, live_client(url) as client:
+        with pytest.raises(APITimeoutError) as caught:
+            await client.chat(REQUEST, timeout=0.05)
+    assert caught.value.kind == "timeout"
+    assert caught.value.retriable
