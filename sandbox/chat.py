@@ -1,0 +1,226 @@
+"""`POST /v1/chat/completions` of the sandbox: the request pipeline from headers to answer bytes.
+
+Order: gateway key, body, provider, provider key, model (sandbox.routing) → test directives (400
+if unknown) → rate limit (429, sandbox.limits) → directive or random fault (sandbox.faults) →
+latency → answer (sandbox.responder) encoded as JSON or SSE (sandbox.render). Every request, however
+it ends, is recorded once in the stats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import itertools
+import random
+import secrets
+import time
+from collections import Counter
+from dataclasses import dataclass
+
+from sandbox.asgi import (
+    SSE_HEADERS,
+    Header,
+    HttpError,
+    Receive,
+    Scope,
+    Send,
+    drop_connection,
+    header_map,
+    read_body,
+    send_bytes,
+    send_error,
+    sleep_unless_disconnected,
+)
+from sandbox.config import SandboxConfig
+from sandbox.faults import FaultInjector
+from sandbox.limits import RateLimiter, key_hash
+from sandbox.render import (
+    Rendering,
+    completion_body,
+    malformed_body,
+    malformed_frame,
+    stream_frames,
+    usage_dict,
+)
+from sandbox.responder import (
+    NO_DIRECTIVES,
+    DirectiveError,
+    Directives,
+    canonical_messages,
+    count_prompt_tokens,
+    parse_directives,
+    respond,
+)
+from sandbox.routing import Route, Router, authenticate, parse_request
+from sandbox.stats import DROPPED, Stats, hash_canonical
+from schemas.wire import ChatCompletionRequest
+
+
+@dataclass(slots=True)
+class _Call:
+    """Bookkeeping of one request, filled in as it passes the checks."""
+
+    arrived: float
+    headers: list[Header]
+    key_id: str | None = None
+    model: str | None = None
+    prompt: str | None = None
+    retry_after_s: float | None = None
+
+
+class ChatHandler:
+    """Serves `POST /v1/chat/completions` for one SandboxConfig."""
+
+    def __init__(self, config: SandboxConfig, stats: Stats, limiter: RateLimiter | None) -> None:
+        self.config = config
+        self.stats = stats
+        self.limiter = limiter
+        self._router = Router(config)
+        self._faults = FaultInjector(config.faults, stats)
+        self._gateway_keys = frozenset(config.gateway_keys)
+        seed = config.faults.seed
+        # Its own generator, so simulated latency never shifts which requests get faults.
+        self._latency_rng = random.Random(None if seed is None else seed + 1)
+        self._prompt_arrivals: Counter[str] = Counter()
+        self._ids = itertools.count(1)
+        self._id_prefix = secrets.token_hex(4)
+
+    def reset(self) -> None:
+        """Forget per-prompt arrival counts (used by `times=N` directives)."""
+        self._prompt_arrivals.clear()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Handle one chat completion request and record it in the stats."""
+        request_id = f"req_{self._id_prefix}{next(self._ids):08x}"
+        call = _Call(time.monotonic(), [(b"x-request-id", request_id.encode())])
+        status = DROPPED  # unless a response goes out (ConnectionDropped propagates in tests)
+        try:
+            status = await self._serve(scope, receive, send, call)
+        except HttpError as err:
+            status = err.status
+            call.retry_after_s = err.retry_after_s
+            await send_error(send, err, call.headers)
+        finally:
+            self.stats.record(
+                arrived=call.arrived,
+                status=status,
+                key_id=call.key_id,
+                model=call.model,
+                prompt=call.prompt,
+                retry_after_s=call.retry_after_s,
+            )
+
+    async def _serve(self, scope: Scope, receive: Receive, send: Send, call: _Call) -> int:
+        """Check and answer one request; return the status sent (0 when none was)."""
+        headers = header_map(scope)
+        gateway_key = authenticate(headers, self._gateway_keys)
+        # Attribute even rejected requests to the key they came with (its hash only).
+        call.key_id = key_hash(headers.get("x-provider-key", "").strip() or gateway_key)
+        request = parse_request(await read_body(receive))
+        route = self._router.route(headers, request.model, gateway_key)
+        call.key_id, call.model = route.key_id, route.model
+        canonical = canonical_messages(request.messages)
+        call.prompt = hash_canonical(canonical)
+        directives = self._directives(request, call.prompt)
+        rendering = self._render(route, request, canonical)
+        self._check_limits(route, rendering.usage["total_tokens"], call)
+        fault = self._faults.choose(directives)
+        if fault == "hang":
+            if await sleep_unless_disconnected(receive, self.config.faults.hang_seconds):
+                return DROPPED
+        elif fault == "drop":
+            await drop_connection(receive, send)
+            return DROPPED
+        if request.stream:
+            include_usage = bool((request.stream_options or {}).get("include_usage"))
+            await self._stream(send, rendering, call, fault, include_usage)
+        else:
+            await self._sleep(rendering.answer.completion_tokens)
+            body = malformed_body(rendering) if fault == "malformed_json" else None
+            await send_bytes(send, 200, body or completion_body(rendering), call.headers)
+        return 200
+
+    def _render(self, route: Route, request: ChatCompletionRequest, canonical: str) -> Rendering:
+        """The answer to `request` with its usage and a chat id derived from the request."""
+        limit = request.max_completion_tokens
+        if limit is None:
+            limit = request.max_tokens
+        answer = respond(
+            route.model,
+            request.messages,
+            tools=request.tools,
+            max_tokens=limit,
+            canonical=canonical,
+        )
+        digest = hashlib.sha256(f"{route.model}\n{limit}\n{canonical}".encode()).hexdigest()
+        return Rendering(
+            chat_id=f"chatcmpl-{digest[:24]}",
+            created=int(time.time()),
+            model=route.model,
+            answer=answer,
+            usage=usage_dict(count_prompt_tokens(request.messages), answer.completion_tokens),
+            strip_arguments=self.config.strip_tool_arguments and route.byok,
+        )
+
+    def _directives(self, request: ChatCompletionRequest, prompt: str) -> Directives:
+        """Parse directives; `times=N` switches them off after N arrivals of this prompt."""
+        try:
+            directives = parse_directives(request.messages)
+        except DirectiveError as exc:
+            raise HttpError(400, str(exc), code="invalid_sandbox_directive") from exc
+        if directives.active and directives.times is not None:
+            self._prompt_arrivals[prompt] += 1
+            if self._prompt_arrivals[prompt] > directives.times:
+                return NO_DIRECTIVES
+        return directives
+
+    def _check_limits(self, route: Route, tokens: int, call: _Call) -> None:
+        """Admit the request against its key's RPM/TPM window, else raise a 429."""
+        if self.limiter is None:
+            return
+        decision = self.limiter.check(route.key_id, tokens)
+        call.headers.extend(decision.headers)
+        if decision.allowed:
+            return
+        raise HttpError(
+            429,
+            f"Rate limit reached for {route.model} on key {route.key_id} (limits: "
+            f"rpm={self.limiter.rpm}, tpm={self.limiter.tpm}; this request: {tokens} tokens). "
+            f"Please try again in {decision.retry_after_s:.3f}s.",
+            type="requests",
+            code="rate_limit_exceeded",
+            retry_after_s=decision.retry_after_ms / 1000,
+        )
+
+    async def _sleep(self, tokens: int, *, fixed: bool = True) -> None:
+        """Simulated latency; nothing at all when latency is off (the common, fast case)."""
+        latency = self.config.latency
+        if not latency.enabled:
+            return
+        ms = (latency.fixed_ms if fixed else 0.0) + latency.per_token_ms * tokens
+        if latency.jitter:
+            ms *= 1 + self._latency_rng.uniform(-latency.jitter, latency.jitter)
+        if ms > 0:
+            await asyncio.sleep(ms / 1000)
+
+    async def _stream(
+        self, send: Send, r: Rendering, call: _Call, fault: str | None, include_usage: bool
+    ) -> None:
+        """Send the SSE stream; per-token latency paces the chunks, else one write sends all."""
+        body, closing = stream_frames(r, include_usage=include_usage)
+        if fault == "stream_cut":
+            # Half the content, then the body just ends: no finish_reason, no usage, no [DONE].
+            body, closing = body[: 1 + (len(body) - 1) // 2], []
+        elif fault == "malformed_json":
+            body, closing = [body[0], malformed_frame(r), *body[1:]], closing[-1:]
+        await self._sleep(0)
+        start_headers = [*SSE_HEADERS, *call.headers]
+        await send({"type": "http.response.start", "status": 200, "headers": start_headers})
+        frames = body + closing
+        if self.config.latency.per_token_ms > 0:
+            for frame in frames:
+                await self._sleep(1, fixed=False)
+                await send({"type": "http.response.body", "body": frame, "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+        else:
+            await send({"type": "http.response.body", "body": b"".join(frames)})

@@ -1,0 +1,170 @@
+"""Who is calling and where a chat request goes: gateway auth, body parsing, BYOK routing.
+
+Checks run in the order a real gateway and provider would: gateway key (401) → body (400 invalid
+JSON, 422 invalid request) → provider (400 listing the supported ones) → provider key (401 shaped
+like the provider's own, echoing a masked key) → model (404).
+
+BYOK: the provider is `X-Provider`, else the body model's prefix; the model at the provider is
+`X-Provider-Model`, else the body model without its provider prefix. The response's `model` is
+`"{provider}/{model_at_provider}"`. A request without `X-Provider-Key` uses the sandbox's house
+keys (unless `house_keys` is off); an `X-Provider-Key` header that is present but empty is an
+invalid key. A `model` given as a list (or as `{model: ..., settings: ...}`) uses its first entry.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from sandbox.asgi import HttpError
+from sandbox.config import SandboxConfig
+from sandbox.limits import key_hash
+from schemas.providers import SUPPORTED_PROVIDERS
+from schemas.wire import ChatCompletionRequest
+
+SUPPORTED_LIST = ", ".join(SUPPORTED_PROVIDERS)
+
+# What each provider's own 401 says; `{masked}` is the key as the provider would echo it.
+_AUTH_MESSAGES = {
+    "openai": "Incorrect API key provided: {masked}. You can find your API key at "
+    "https://platform.openai.com/account/api-keys.",
+    "anthropic": "invalid x-api-key: {masked}",
+    "google": "API key not valid. Please pass a valid API key. (key: {masked})",
+}
+_DEFAULT_AUTH_MESSAGE = "Invalid API key provided: {masked}."
+
+
+def mask_key(key: str) -> str:
+    """A key the way OpenAI echoes it: first 3 chars, `...`, last 4 (`***` for short keys)."""
+    return f"{key[:3]}...{key[-4:]}" if len(key) >= 8 else "***"
+
+
+def authenticate(headers: dict[str, str], gateway_keys: frozenset[str]) -> str:
+    """The request's gateway key (`Authorization: Bearer` or `x-api-key`), else raise a 401."""
+    auth = headers.get("authorization", "")
+    bearer = auth[7:].strip() if auth[:7].lower() == "bearer " else ""
+    x_api_key = headers.get("x-api-key", "")
+    for candidate in (bearer, x_api_key):
+        if candidate in gateway_keys:
+            return candidate
+    presented = bearer or x_api_key
+    if presented:
+        message = f"Incorrect gateway API key provided: {mask_key(presented)}."
+    else:
+        message = "Missing gateway API key: send `Authorization: Bearer <key>` or `x-api-key`."
+    raise HttpError(401, message, type="authentication_error", code="invalid_api_key")
+
+
+def parse_request(body: bytes) -> ChatCompletionRequest:
+    """Validate a request body: 400 for invalid JSON, 422 for a body that is not a valid request."""
+    try:
+        # The fast path: pydantic parses and validates the bytes in one go.
+        return ChatCompletionRequest.model_validate_json(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        if first["type"] == "json_invalid":
+            message = f"We could not parse the JSON body of your request: {first['msg']}"
+            raise HttpError(400, message, code="invalid_json") from exc
+    data = json.loads(body)
+    if isinstance(data, dict):
+        model = data.get("model")
+        if isinstance(model, list) and model:
+            data["model"] = model[0]
+        elif isinstance(model, dict):
+            data["model"] = model.get("model")
+    try:
+        return ChatCompletionRequest.model_validate(data)
+    except ValidationError as exc:
+        raise _invalid_body(exc) from exc
+
+
+def _invalid_body(exc: ValidationError) -> HttpError:
+    """A 422 naming every invalid field."""
+    errors = exc.errors()
+    problems = []
+    for err in errors:
+        where = ".".join(str(part) for part in err["loc"]) or "body"
+        problems.append(f"{where}: {err['msg']}")
+    param = ".".join(str(p) for p in errors[0]["loc"]) or None
+    message = "Invalid chat completion request: " + "; ".join(problems)
+    return HttpError(422, message, code="invalid_request_body", param=param)
+
+
+@dataclass(frozen=True, slots=True)
+class Route:
+    """Where a request goes: provider, model at the provider, and whose key pays."""
+
+    provider: str
+    model_at: str
+    byok: bool
+    key_id: str
+
+    @property
+    def model(self) -> str:
+        """The response's `model` field."""
+        return f"{self.provider}/{self.model_at}"
+
+
+class Router:
+    """Resolves provider, provider key and model for one SandboxConfig."""
+
+    def __init__(self, config: SandboxConfig) -> None:
+        self._house_keys = config.house_keys
+        self._catalogue = {name: frozenset(p.models) for name, p in config.providers.items()}
+        self._accepted = {
+            name: None if p.keys is None else frozenset(p.keys)
+            for name, p in config.providers.items()
+        }
+
+    def route(self, headers: dict[str, str], body_model: str, gateway_key: str) -> Route:
+        """Resolve a request's route, or raise the 400/401/404 a gateway would answer."""
+        prefix, sep, rest = body_model.partition("/")
+        provider = headers.get("x-provider") or (prefix if sep else None)
+        if provider is None or provider not in self._catalogue:
+            raise self._invalid_provider(provider, body_model, bool(headers.get("x-provider")))
+        if "x-provider-key" in headers:
+            key = headers["x-provider-key"].strip()
+            accepted = self._accepted[provider]
+            if not key or (accepted is not None and key not in accepted):
+                raise _provider_auth_error(provider, key)
+            byok, key_id = True, key_hash(key)
+        elif self._house_keys:
+            byok, key_id = False, key_hash(gateway_key)
+        else:
+            message = "This gateway only serves BYOK requests: send your key in X-Provider-Key."
+            raise HttpError(401, message, type="authentication_error", code="missing_provider_key")
+        # A prefix that is not a provider is part of the model name (`meta-llama/Llama-3.3-...`).
+        in_body = rest if sep and prefix in self._catalogue else body_model
+        model_at = headers.get("x-provider-model") or in_body
+        if model_at not in self._catalogue[provider]:
+            message = f"The model `{model_at}` does not exist or you do not have access to it."
+            raise HttpError(404, message, code="model_not_found", param="model", provider=provider)
+        return Route(provider, model_at, byok, key_id)
+
+    @staticmethod
+    def _invalid_provider(provider: str | None, body_model: str, from_header: bool) -> HttpError:
+        """A 400 that lists the supported providers."""
+        if provider:
+            named = f"Invalid provider {provider!r}."
+        else:
+            named = (
+                f"Cannot tell the provider of model {body_model!r}: "
+                "send X-Provider or use a 'provider/model' name."
+            )
+        return HttpError(
+            400,
+            f"{named} Supported providers: {SUPPORTED_LIST}",
+            code="invalid_provider",
+            param="X-Provider" if from_header else "model",
+            supported_providers=list(SUPPORTED_PROVIDERS),
+        )
+
+
+def _provider_auth_error(provider: str, key: str) -> HttpError:
+    """A 401 shaped like the provider's own, echoing the key masked."""
+    message = _AUTH_MESSAGES.get(provider, _DEFAULT_AUTH_MESSAGE).format(masked=mask_key(key))
+    return HttpError(
+        401, message, type="invalid_request_error", code="invalid_api_key", provider=provider
+    )

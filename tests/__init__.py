@@ -1,0 +1,1 @@
+"""byokflow test suite."""
