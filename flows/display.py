@@ -92,14 +92,16 @@ def _detail(step: StepProgress, elapsed: float) -> str:
 def print_summary(console: Console, summary: RunSummary) -> None:
     """The end-of-run table and where the files are."""
     rows = summary_rows(summary)
-    table = Table(title=f"byokflow run {summary.run_id} ({summary.pipeline})")
+    table = Table(title=f"{summary.pipeline}: run {summary.run_id}", title_justify="left")
     for column in rows[0] if rows else []:
         table.add_column(column)
     for row in rows:
         table.add_row(*(str(value) for value in row.values()))
     console.print(table)
+    rate = summary.records / summary.elapsed_s if summary.elapsed_s else 0.0
     console.print(
-        f"{summary.input_rows} input rows, {summary.records} records in {summary.elapsed_s:.1f} s\n"
+        f"{summary.input_rows} input rows, {summary.records} records in {summary.elapsed_s:.1f} s "
+        f"({rate:.0f} records/s)\n"
         f"results: {summary.results_dir}\nerrors:  {summary.errors_dir}\n"
         f"manifest: {summary.output_dir}/manifest.json"
     )

@@ -130,14 +130,16 @@ def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
                 "model": step.model,
                 "rows": step.rows,
                 "ok": step.ok,
-                "errors": step.errors,
-                "errors by type": ", ".join(f"{k}: {v}" for k, v in step.error_types.items()) or "-",
-                "tokens (in/out)": f"{step.prompt_tokens}/{step.completion_tokens}",
-                "latency p50/p95 ms": f"{step.latency_p50_ms}/{step.latency_p95_ms}",
-                "rows/s": round(step.rows / summary.elapsed_s, 1) if summary.elapsed_s else None,
+                "errors": ", ".join(f"{k} {v}" for k, v in step.error_types.items()) or "0",
+                "tokens in/out": f"{step.prompt_tokens}/{step.completion_tokens}",
+                "p50/p95 ms": f"{_ms(step.latency_p50_ms)}/{_ms(step.latency_p95_ms)}",
             }
         )
     return rows
+
+
+def _ms(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
 
 
 async def publish_artifact(summary: RunSummary) -> None:

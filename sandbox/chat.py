@@ -123,6 +123,7 @@ class ChatHandler:
         call.prompt = hash_canonical(canonical)
         directives = self._directives(request, call.prompt)
         rendering = self._render(route, request, canonical)
+        self._check_context_window(rendering)
         self._check_limits(route, rendering.usage["total_tokens"], call)
         fault = self._faults.choose(directives)
         if fault == "hang":
@@ -173,6 +174,20 @@ class ChatHandler:
             if self._prompt_arrivals[prompt] > directives.times:
                 return NO_DIRECTIVES
         return directives
+
+    def _check_context_window(self, rendering: Rendering) -> None:
+        """Reject a prompt longer than the model's context window, as OpenAI does."""
+        window = self.config.context_window
+        prompt_tokens = rendering.usage["prompt_tokens"]
+        if window is not None and prompt_tokens > window:
+            raise HttpError(
+                400,
+                f"This model's maximum context length is {window} tokens. However, your messages "
+                f"resulted in {prompt_tokens} tokens. Please reduce the length of the messages.",
+                type="invalid_request_error",
+                param="messages",
+                code="context_length_exceeded",
+            )
 
     def _check_limits(self, route: Route, tokens: int, call: _Call) -> None:
         """Admit the request against its key's RPM/TPM window, else raise a 429."""

@@ -134,6 +134,8 @@ class SandboxConfig(_Strict):
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
     strip_tool_arguments: bool = False
+    # Largest prompt (in sandbox tokens) a model accepts; longer prompts get OpenAI's 400.
+    context_window: int | None = Field(default=None, ge=1)
 
     @field_validator("providers", mode="before")
     @classmethod

@@ -43,6 +43,7 @@ ERROR_SCHEMA = pa.schema(
         pa.field("request_hash", pa.string(), nullable=False),
         pa.field("status_code", pa.int32()),
         pa.field("error_type", pa.string(), nullable=False),
+        pa.field("error_code", pa.string()),
         pa.field("message", pa.string()),
         pa.field("retriable", pa.bool_()),
         pa.field("attempts", pa.int32()),
@@ -86,6 +87,7 @@ class ErrorRecord:
     request_hash: str
     status_code: int | None
     error_type: str
+    error_code: str | None
     message: str | None
     retriable: bool
     attempts: int

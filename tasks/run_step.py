@@ -157,8 +157,10 @@ class _ShardRun:
     def _gateway_error(
         self, row_id: str, digest: str, exc: GatewayError, attempts: int
     ) -> ErrorRecord:
-        record = self._error(row_id, exc.kind, str(exc), digest=digest)
+        # Status, type and code have columns of their own; the message is the provider's words.
+        record = self._error(row_id, exc.kind, exc.provider_message or str(exc), digest=digest)
         record.status_code = exc.status_code
+        record.error_code = None if exc.error_code is None else str(exc.error_code)
         record.retriable = exc.retriable
         record.attempts = attempts
         record.request_id = exc.request_id
@@ -175,6 +177,7 @@ class _ShardRun:
             request_hash=digest or request_hash(row_id, {"unsent": error_type}, self.step.name, None),
             status_code=None,
             error_type=error_type,
+            error_code=None,
             message=message,
             retriable=False,
             attempts=0,

@@ -264,3 +264,14 @@ async def test_strip_tool_arguments_reproduces_the_byok_bug_only_under_byok() ->
     assert stripped == {"name": "calculator"}
     kept = house.json()["choices"][0]["message"]["tool_calls"][0]["function"]
     assert json.loads(kept["arguments"]) == {"a": 1, "b": 2, "operation": "add"}
+
+
+async def test_prompt_over_the_context_window_is_openais_400() -> None:
+    async with asgi_client(SandboxConfig(context_window=10)) as client:
+        ok = await client.post("/v1/chat/completions", json=chat_body("hi"))
+        response = await client.post("/v1/chat/completions", json=chat_body("word " * 20))
+    assert ok.status_code == 200
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert error["code"] == "context_length_exceeded"
+    assert "maximum context length is 10 tokens" in error["message"] and "24 tokens" in error["message"]
