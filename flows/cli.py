@@ -114,6 +114,7 @@ def secret_set(name: Annotated[str, typer.Argument(help="Secret block name.")]) 
     """Store a key, read from stdin or a hidden prompt (never from the command line)."""
     _quiet_prefect()
     from prefect.blocks.system import Secret
+    from pydantic import SecretStr
 
     if sys.stdin.isatty():
         value = typer.prompt(f"Key for {name}", hide_input=True)
@@ -121,7 +122,7 @@ def secret_set(name: Annotated[str, typer.Argument(help="Secret block name.")]) 
         value = sys.stdin.readline().strip()
     if not value:
         raise _fail("no key given (empty input)")
-    Secret(value=value).save(name, overwrite=True)
+    Secret(value=SecretStr(value)).save(name, overwrite=True)
     console.print(f"stored Secret block {name!r}")
 
 
@@ -145,7 +146,10 @@ def demo(
 def _show_preview(output_dir: str) -> None:
     import pyarrow.dataset as ds
 
-    for kind, columns in (("results", ["row_id", "step", "output"]), ("errors", ["row_id", "step", "error_type", "message"])):
+    for kind, columns in (
+        ("results", ["row_id", "step", "output"]),
+        ("errors", ["row_id", "step", "error_type", "message"]),
+    ):
         table = ds.dataset(Path(output_dir) / kind, format="parquet").to_table(columns=columns)
         console.print(f"[bold]{kind}[/] ({table.num_rows} records), first rows:")
         for row in table.slice(0, 3).to_pylist():

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 from prefect.blocks.system import Secret
+from pydantic import SecretStr
 from rich.console import Console
 
 from flows.pipeline import pipeline
@@ -49,9 +50,7 @@ def demo_sandbox_config() -> SandboxConfig:
         {
             "gateway_keys": [GATEWAY_KEY],
             "house_keys": False,
-            "providers": {
-                provider: {"keys": [key]} for provider, key in DEMO_KEYS.values()
-            },
+            "providers": {provider: {"keys": [key]} for provider, key in DEMO_KEYS.values()},
             "context_window": 2000,
             "latency": {"fixed_ms": 40, "per_token_ms": 1, "jitter": 0.2},
         },
@@ -102,9 +101,9 @@ def write_demo_spec(directory: Path, gateway_url: str) -> Path:
 
 async def store_demo_keys() -> None:
     """Save the demo's gateway and provider keys as Prefect Secret blocks."""
-    await Secret(value=GATEWAY_KEY).asave("byokflow-demo-gateway", overwrite=True)
+    await Secret(value=SecretStr(GATEWAY_KEY)).asave("byokflow-demo-gateway", overwrite=True)
     for name, (_, key) in DEMO_KEYS.items():
-        await Secret(value=key).asave(name, overwrite=True)
+        await Secret(value=SecretStr(key)).asave(name, overwrite=True)
 
 
 def run_demo(directory: Path, console: Console) -> RunSummary:

@@ -84,9 +84,7 @@ class ProgressDisplay:
 
 
 def _detail(step: StepProgress, elapsed: float) -> str:
-    return (
-        f"ok {step.ok}, errors {step.errors}, {step.tokens} tokens, {step.done / elapsed:.0f} rows/s"
-    )
+    return f"ok {step.ok}, errors {step.errors}, {step.tokens} tokens, {step.done / elapsed:.0f} rows/s"
 
 
 def print_summary(console: Console, summary: RunSummary) -> None:

@@ -28,9 +28,7 @@ from tasks.step_pool import close_step_pools
 
 
 @flow(name="byokflow-pipeline", log_prints=False)
-async def pipeline(
-    spec: PipelineSpec | str, out: str | None = None, limit: int | None = None
-) -> RunSummary:
+async def pipeline(spec: PipelineSpec | str, out: str | None = None, limit: int | None = None) -> RunSummary:
     """Run a pipeline (a spec object or a spec path) and return its summary."""
     spec = _as_spec(spec, out)
     logger = get_run_logger()
@@ -42,13 +40,17 @@ async def pipeline(
         board().add_total(name, total)
     logger.info("byokflow run %s: %d rows, steps %s", run_id, total, checked.order)
     started = time.monotonic()
-    outcomes = await _run_shards(checked, RunInfo(
-        run_id=run_id,
-        output_dir=spec.output.path,
-        id_column=spec.input.id_column,
-        gateway=spec.gateway,
-        empty_prompts=spec.input.empty_prompts,
-    ), limit)
+    outcomes = await _run_shards(
+        checked,
+        RunInfo(
+            run_id=run_id,
+            output_dir=spec.output.path,
+            id_column=spec.input.id_column,
+            gateway=spec.gateway,
+            empty_prompts=spec.input.empty_prompts,
+        ),
+        limit,
+    )
     models = {name: spec.step(name).model for name in checked.order}
     summary = summarize(
         spec.name, run_id, spec.output.path, total, time.monotonic() - started, models, outcomes

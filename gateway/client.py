@@ -203,9 +203,7 @@ class GatewayClient:
         call = call_headers(self._settings, self._secrets, headers, stream=False)
         http = self._http_client()
         with translate_errors(call.secrets) as exchange:
-            response = await http.get(
-                self._models_url, headers=call.headers, timeout=_timeout(timeout)
-            )
+            response = await http.get(self._models_url, headers=call.headers, timeout=_timeout(timeout))
             exchange.response = response
             if not response.is_success:
                 raise error_from_response(response, call.secrets)

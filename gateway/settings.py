@@ -73,9 +73,7 @@ class Settings:
 
     def secrets(self) -> tuple[str, ...]:
         """The key values to scrub from every message of this client."""
-        return tuple(
-            k.get_secret_value() for k in (self.provider_key, self.api_key) if k is not None
-        )
+        return tuple(k.get_secret_value() for k in (self.provider_key, self.api_key) if k is not None)
 
 
 def resolve_settings(

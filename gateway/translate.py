@@ -188,8 +188,7 @@ def error_from_response(response: httpx.Response, secrets: Sequence[str]) -> API
     cls = status_error_class(status_code)
     shown = provider_message or response.reason_phrase or "no message"
     return cls(
-        f"gateway returned an error: {status_code=}, {error_type=}, {error_code=}, "
-        f"{request_id=}: {shown}",
+        f"gateway returned an error: {status_code=}, {error_type=}, {error_code=}, {request_id=}: {shown}",
         status_code=status_code,
         error_type=error_type,
         error_code=error_code,
@@ -199,13 +198,9 @@ def error_from_response(response: httpx.Response, secrets: Sequence[str]) -> API
     )
 
 
-def stream_error(
-    response: httpx.Response, reason: str, data: str, secrets: Sequence[str]
-) -> StreamError:
+def stream_error(response: httpx.Response, reason: str, data: str, secrets: Sequence[str]) -> StreamError:
     """A StreamError for a stream that failed; `data` is the error event's payload, if any."""
-    error_type, error_code, message = (
-        parse_error_body(data.encode()) if data else (None, None, None)
-    )
+    error_type, error_code, message = parse_error_body(data.encode()) if data else (None, None, None)
     provider_message = _clean(message, secrets)
     request_id = response.headers.get("x-request-id")
     return StreamError(

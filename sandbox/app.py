@@ -87,9 +87,7 @@ class SandboxApp:
         elif path.startswith("/sandbox/"):
             await self._sandbox(scope, send, method, path.removeprefix("/sandbox/"))
         elif path == "/v1/chat/completions" or path.startswith("/v1/models"):
-            error = HttpError(
-                405, f"Method {method} not allowed on {path}.", code="method_not_allowed"
-            )
+            error = HttpError(405, f"Method {method} not allowed on {path}.", code="method_not_allowed")
             await send_error(send, error, [])
         else:
             await send_error(send, HttpError(404, f"No route for {method} {path}."), [])

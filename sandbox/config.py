@@ -155,9 +155,7 @@ class SandboxConfig(_Strict):
 
     @field_validator("providers", mode="after")
     @classmethod
-    def _only_supported_providers(
-        cls, value: dict[str, ProviderConfig]
-    ) -> dict[str, ProviderConfig]:
+    def _only_supported_providers(cls, value: dict[str, ProviderConfig]) -> dict[str, ProviderConfig]:
         unknown = sorted(set(value) - set(SUPPORTED_PROVIDERS))
         if unknown:
             supported = ", ".join(SUPPORTED_PROVIDERS)

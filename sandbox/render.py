@@ -94,9 +94,7 @@ class _Framer:
     def frame(self, delta: dict[str, Any], finish_reason: str | None = None) -> bytes:
         """One `data:` line with a single choice."""
         finish = b"null" if finish_reason is None else json.dumps(finish_reason).encode()
-        return b"".join(
-            (self._head, dumps(delta), b',"logprobs":null,"finish_reason":', finish, b"}]}\n\n")
-        )
+        return b"".join((self._head, dumps(delta), b',"logprobs":null,"finish_reason":', finish, b"}]}\n\n"))
 
 
 def _tool_call_frames(framer: _Framer, r: Rendering) -> list[bytes]:
@@ -126,9 +124,7 @@ def stream_frames(r: Rendering, *, include_usage: bool) -> tuple[list[bytes], li
     if r.answer.tool_calls is not None:
         body += _tool_call_frames(framer, r)
     else:
-        body += [
-            framer.frame({"content": piece}) for piece in stream_pieces(r.answer.content or "")
-        ]
+        body += [framer.frame({"content": piece}) for piece in stream_pieces(r.answer.content or "")]
     closing = [framer.frame({}, r.answer.finish_reason)]
     if include_usage:
         usage_chunk = {

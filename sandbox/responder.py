@@ -98,9 +98,7 @@ class Directives:
     @property
     def active(self) -> bool:
         """True when any directive changes how the request is answered."""
-        return (
-            self.status is not None or self.hang or self.drop or self.malformed or self.stream_cut
-        )
+        return self.status is not None or self.hang or self.drop or self.malformed or self.stream_cut
 
 
 NO_DIRECTIVES = Directives()
@@ -185,9 +183,7 @@ def _trailing_tool_results(messages: list[ChatMessage]) -> list[str]:
     return results
 
 
-def expected_answer(
-    model: str, messages: list[ChatMessage], *, canonical: str | None = None
-) -> str:
+def expected_answer(model: str, messages: list[ChatMessage], *, canonical: str | None = None) -> str:
     """The full, untruncated text answer for `model` (`provider/model`) and `messages`."""
     prefix = f"{model} answers:"
     tool_results = _trailing_tool_results(messages)

@@ -114,8 +114,7 @@ class Router:
         self._house_keys = config.house_keys
         self._catalogue = {name: frozenset(p.models) for name, p in config.providers.items()}
         self._accepted = {
-            name: None if p.keys is None else frozenset(p.keys)
-            for name, p in config.providers.items()
+            name: None if p.keys is None else frozenset(p.keys) for name, p in config.providers.items()
         }
 
     def route(self, headers: dict[str, str], body_model: str, gateway_key: str) -> Route:
@@ -165,6 +164,4 @@ class Router:
 def _provider_auth_error(provider: str, key: str) -> HttpError:
     """A 401 shaped like the provider's own, echoing the key masked."""
     message = _AUTH_MESSAGES.get(provider, _DEFAULT_AUTH_MESSAGE).format(masked=mask_key(key))
-    return HttpError(
-        401, message, type="invalid_request_error", code="invalid_api_key", provider=provider
-    )
+    return HttpError(401, message, type="invalid_request_error", code="invalid_api_key", provider=provider)

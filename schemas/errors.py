@@ -1,8 +1,8 @@
 """Errors raised while reading what a user wrote: the pipeline spec and provider names.
 
-    SchemaError
-    ├── SpecError             the spec file cannot be read or does not validate (names file and key)
-    └── UnknownProviderError  a provider name the gateway does not support
+SchemaError
+├── SpecError             the spec file cannot be read or does not validate (names file and key)
+└── UnknownProviderError  a provider name the gateway does not support
 """
 
 from __future__ import annotations

@@ -149,7 +149,11 @@ class StepSpec(SpecModel):
 
     @model_validator(mode="after")
     def _one_prompt_source(self) -> StepSpec:
-        sources = [self.input is not None, self.messages is not None, self.messages_column is not None]
+        sources = [
+            self.input is not None,
+            self.messages is not None,
+            self.messages_column is not None,
+        ]
         if sum(sources) != 1:
             raise ValueError("give exactly one prompt source: 'input', 'messages' or 'messages_column'")
         if self.instructions is not None and self.input is None:

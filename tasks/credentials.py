@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from typing import Any
 
 from prefect.blocks.system import Secret
 
@@ -40,7 +41,7 @@ async def secret_exists(name: str) -> bool:
 
 async def _load_secret(name: str) -> str:
     try:
-        block = await Secret.aload(name)
+        block: Secret[Any] = await Secret.aload(name)
     except ValueError:
         raise CredentialError(
             f"Secret block {name!r} does not exist; create it with `byokflow secret set {name}`"

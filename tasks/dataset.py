@@ -40,9 +40,7 @@ def check_columns(dataset: ds.Dataset, spec: InputSpec, needed: set[str]) -> Non
     available = set(dataset.schema.names)
     missing = sorted((needed | {spec.id_column}) - available)
     if missing:
-        raise InputError(
-            f"input {spec.path!r}: missing column(s) {missing}; available: {sorted(available)}"
-        )
+        raise InputError(f"input {spec.path!r}: missing column(s) {missing}; available: {sorted(available)}")
 
 
 def check_ids(dataset: ds.Dataset, spec: InputSpec) -> int:
@@ -53,7 +51,9 @@ def check_ids(dataset: ds.Dataset, spec: InputSpec) -> int:
     nulls = ids.null_count
     if nulls:
         first = pc.index(pc.is_null(ids), True).as_py()
-        raise InputError(f"input {spec.path!r}: column {spec.id_column!r} has {nulls} null id(s), first at row {first}")
+        raise InputError(
+            f"input {spec.path!r}: column {spec.id_column!r} has {nulls} null id(s), first at row {first}"
+        )
     if pc.count_distinct(ids).as_py() != len(ids):
         counts = pc.value_counts(ids)
         duplicated = counts.filter(pc.greater(counts.field("counts"), 1))

@@ -43,6 +43,7 @@ class StepRenderer:
         found: set[str] = set()
         for _, source in self._sources:
             for node in _ENV.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
+                assert isinstance(node, nodes.Getattr | nodes.Getitem)
                 target = node.node
                 if isinstance(target, nodes.Name) and target.name == "steps":
                     key = node.attr if isinstance(node, nodes.Getattr) else _const(node.arg)
@@ -50,7 +51,9 @@ class StepRenderer:
                         found.add(key)
         return found
 
-    def messages(self, row: Mapping[str, Any], steps: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    def messages(
+        self, row: Mapping[str, Any], steps: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         """The chat messages for `row`; raises TemplateError naming the step and template."""
         if self.step.messages_column:
             return _messages_from_column(self.step, row)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+
 from tenacity import (
     AsyncRetrying,
     RetryCallState,
@@ -50,9 +51,7 @@ class RetryAfterWait:
         return max(backoff, float(asked))
 
 
-async def call_with_retries(
-    call: Callable[[], Awaitable[ChatResult]], policy: RetryPolicy
-) -> CallOutcome:
+async def call_with_retries(call: Callable[[], Awaitable[ChatResult]], policy: RetryPolicy) -> CallOutcome:
     """Run `call` under `policy`; gateway errors come back in the outcome, never raised."""
     attempts = 0
     retrying = AsyncRetrying(
@@ -69,4 +68,3 @@ async def call_with_retries(
     except GatewayError as exc:
         return CallOutcome(result=None, error=exc, attempts=attempts)
     return CallOutcome(result=result, error=None, attempts=attempts)
-

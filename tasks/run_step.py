@@ -154,9 +154,7 @@ class _ShardRun:
             completed_at=datetime.now(UTC),
         )
 
-    def _gateway_error(
-        self, row_id: str, digest: str, exc: GatewayError, attempts: int
-    ) -> ErrorRecord:
+    def _gateway_error(self, row_id: str, digest: str, exc: GatewayError, attempts: int) -> ErrorRecord:
         # Status, type and code have columns of their own; the message is the provider's words.
         record = self._error(row_id, exc.kind, exc.provider_message or str(exc), digest=digest)
         record.status_code = exc.status_code

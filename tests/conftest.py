@@ -34,9 +34,7 @@ SANDBOX_GATEWAY_KEY = DEFAULT_GATEWAY_KEY
 
 # Defaults (all 13 providers, any provider key accepted, house keys on, no latency, limits or
 # random faults), except that `[[sandbox:hang]]` hangs for 1 s rather than 30 s.
-SANDBOX_TEST_CONFIG = SandboxConfig(
-    gateway_keys=[SANDBOX_GATEWAY_KEY], faults=FaultsConfig(hang_seconds=1.0)
-)
+SANDBOX_TEST_CONFIG = SandboxConfig(gateway_keys=[SANDBOX_GATEWAY_KEY], faults=FaultsConfig(hang_seconds=1.0))
 
 
 @pytest.fixture(scope="session")

@@ -74,7 +74,9 @@ def test_unknown_column_exits_2_before_any_request(spec_file: Path, clean_sandbo
 
 
 def test_missing_secret_block_is_named(spec_file: Path) -> None:
-    result = runner.invoke(app, ["validate", str(_edit(spec_file, {"credentials": {"secret": "no-such-block"}}))])
+    result = runner.invoke(
+        app, ["validate", str(_edit(spec_file, {"credentials": {"secret": "no-such-block"}}))]
+    )
     assert result.exit_code == 2
     assert "Secret block 'no-such-block' does not exist" in result.output
 

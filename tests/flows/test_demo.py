@@ -14,7 +14,14 @@ def test_demo_runs_end_to_end_in_a_fresh_prefect_home(tmp_path: Path) -> None:
     env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect-home"), "COLUMNS": "120"}
     env.pop("PREFECT_API_URL", None)
     completed = subprocess.run(
-        [sys.executable, "-c", "from flows.cli import main; main()", "demo", "--dir", str(tmp_path / "demo")],
+        [
+            sys.executable,
+            "-c",
+            "from flows.cli import main; main()",
+            "demo",
+            "--dir",
+            str(tmp_path / "demo"),
+        ],
         env=env,
         capture_output=True,
         text=True,

@@ -51,13 +51,24 @@ async def test_canary_keys_never_leave_memory(
     config = SandboxConfig.from_mapping(
         {
             "gateway_keys": [SANDBOX_GATEWAY_KEY],
-            "providers": {"openai": {"keys": [ACCEPTED]}, "anthropic": {"keys": ["sk-ant-another"]}},
+            "providers": {
+                "openai": {"keys": [ACCEPTED]},
+                "anthropic": {"keys": ["sk-ant-another"]},
+            },
         }
     )
     write_prompts(tmp_path / "prompts.parquet", ["hello", "fail [[sandbox:status=500]]", "bye"])
     steps = [
-        step("first", credentials={"secret": "canary-openai"}, retry={"max_attempts": 2, "initial_backoff": 0}),
-        step("second", "anthropic/claude-sonnet-4-20250514", credentials={"secret": "canary-anthropic"}),
+        step(
+            "first",
+            credentials={"secret": "canary-openai"},
+            retry={"max_attempts": 2, "initial_backoff": 0},
+        ),
+        step(
+            "second",
+            "anthropic/claude-sonnet-4-20250514",
+            credentials={"secret": "canary-anthropic"},
+        ),
     ]
     with SandboxServer(config) as server:
         await pipeline(make_spec(tmp_path, server.url, steps))

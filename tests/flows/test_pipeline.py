@@ -37,7 +37,10 @@ async def test_every_row_gets_the_models_answer(tmp_path: Path, clean_sandbox: S
     assert sorted(r["row_id"] for r in results) == [f"r{i:05d}" for i in range(23)]
     by_id = {r["row_id"]: r for r in results}
     for i, question in enumerate(questions):
-        messages = [ChatMessage(role="system", content="Be brief."), ChatMessage(role="user", content=question)]
+        messages = [
+            ChatMessage(role="system", content="Be brief."),
+            ChatMessage(role="user", content=question),
+        ]
         record = by_id[f"r{i:05d}"]
         assert record["output"] == expected_answer("openai/gpt-4o-mini", messages)
         assert record["finish_reason"] == "stop"
@@ -51,7 +54,12 @@ async def test_every_row_gets_the_models_answer(tmp_path: Path, clean_sandbox: S
 async def test_provider_errors_are_records_and_the_run_finishes(
     tmp_path: Path, clean_sandbox: SandboxServer
 ) -> None:
-    questions = ["fine", "bad request [[sandbox:status=400]]", "fine too", "gone [[sandbox:status=404]]"]
+    questions = [
+        "fine",
+        "bad request [[sandbox:status=400]]",
+        "fine too",
+        "gone [[sandbox:status=404]]",
+    ]
     write_prompts(tmp_path / "prompts.parquet", questions)
     spec = make_spec(tmp_path, clean_sandbox.url, [step(credentials={"env": "OPENAI_TEST_KEY"})])
     summary = await pipeline(spec)
@@ -82,7 +90,10 @@ async def test_unaccepted_provider_key_is_an_authentication_record(
     from sandbox import SandboxConfig
 
     config = SandboxConfig.from_mapping(
-        {"gateway_keys": [SANDBOX_GATEWAY_KEY], "providers": {"openai": {"keys": ["sk-the-right-one"]}}}
+        {
+            "gateway_keys": [SANDBOX_GATEWAY_KEY],
+            "providers": {"openai": {"keys": ["sk-the-right-one"]}},
+        }
     )
     monkeypatch.setenv("WRONG_KEY", "sk-wrong-key-0123456789abcdef")
     write_prompts(tmp_path / "prompts.parquet", ["a", "b"])
@@ -99,7 +110,10 @@ async def test_unaccepted_provider_key_is_an_authentication_record(
 async def test_chained_steps_see_earlier_outputs_and_upstream_failures(
     tmp_path: Path, clean_sandbox: SandboxServer
 ) -> None:
-    write_prompts(tmp_path / "prompts.parquet", ["write a poem", "broken [[sandbox:status=400]]", "write code"])
+    write_prompts(
+        tmp_path / "prompts.parquet",
+        ["write a poem", "broken [[sandbox:status=400]]", "write code"],
+    )
     steps = [
         step("review", "anthropic/claude-sonnet-4-20250514", input="Review: {{ steps.draft.output }}"),
         step("draft", "openai/gpt-4o-mini"),

@@ -87,9 +87,7 @@ async def test_extra_response_fields_are_kept() -> None:
         (503, ServerError, "server_error", True),
     ],
 )
-async def test_status_errors(
-    status: int, cls: type[GatewayError], kind: str, retriable: bool
-) -> None:
+async def test_status_errors(status: int, cls: type[GatewayError], kind: str, retriable: bool) -> None:
     error = await _raises(_error(status, headers={"x-request-id": "req_9"}))
     assert type(error) is cls
     assert error.kind == kind

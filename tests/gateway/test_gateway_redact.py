@@ -45,10 +45,7 @@ def test_truncated_key_at_end_of_text_is_removed() -> None:
 
 def test_masked_echo_with_ellipsis_is_removed() -> None:
     text = "Incorrect API key provided: sk-...wxyz. You can find your key online."
-    assert (
-        scrub(text, [KEY])
-        == f"Incorrect API key provided: {REDACTED}. You can find your key online."
-    )
+    assert scrub(text, [KEY]) == f"Incorrect API key provided: {REDACTED}. You can find your key online."
 
 
 def test_masked_echo_with_asterisks_is_removed() -> None:

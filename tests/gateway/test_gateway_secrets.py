@@ -89,9 +89,7 @@ async def test_connection_error_chain_is_scrubbed_and_detached() -> None:
         try:
             raise OSError(f"socket said {CANARY_KEY}")
         except OSError as inner:
-            raise httpx.ConnectError(
-                f"cannot connect with {CANARY_KEY}", request=request
-            ) from inner
+            raise httpx.ConnectError(f"cannot connect with {CANARY_KEY}", request=request) from inner
 
     with pytest.raises(GatewayError) as caught:
         await client(Recorder(handler)).chat(REQUEST)

@@ -222,9 +222,7 @@ async def test_malformed_chunk() -> None:
 
 async def test_error_status_on_a_stream_request() -> None:
     body = json.dumps({"error": {"message": "slow down", "type": "rate_limit"}}).encode()
-    recorder = Recorder(
-        lambda request: httpx.Response(429, content=body, headers={"retry-after": "3"})
-    )
+    recorder = Recorder(lambda request: httpx.Response(429, content=body, headers={"retry-after": "3"}))
     with pytest.raises(RateLimitError) as caught:
         await recorder.client().chat(STREAM_REQUEST)
     assert caught.value.retry_after == 3.0

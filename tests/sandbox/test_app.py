@@ -93,9 +93,7 @@ async def test_accepted_provider_key_is_served_and_missing_one_is_401_without_ho
 
 async def test_unknown_model_is_404_model_not_found() -> None:
     async with asgi_client() as client:
-        response = await client.post(
-            "/v1/chat/completions", json=chat_body("hi", model="openai/gpt-9")
-        )
+        response = await client.post("/v1/chat/completions", json=chat_body("hi", model="openai/gpt-9"))
     assert response.status_code == 404
     error = response.json()["error"]
     assert error["message"] == "The model `gpt-9` does not exist or you do not have access to it."

@@ -110,9 +110,7 @@ async def test_status_directive_fails_that_request(status: int) -> None:
 
 
 async def test_times_directive_fails_only_the_first_attempts() -> None:
-    body = chat_body(
-        "flaky row [[sandbox:status=503]] [[sandbox:times=2]] [[sandbox:retry_after=0.2]]"
-    )
+    body = chat_body("flaky row [[sandbox:status=503]] [[sandbox:times=2]] [[sandbox:retry_after=0.2]]")
     async with asgi_client() as client:
         statuses = [(await client.post("/v1/chat/completions", json=body)) for _ in range(3)]
     assert [r.status_code for r in statuses] == [503, 503, 200]
@@ -129,9 +127,7 @@ async def test_retry_after_zero_directive_asks_for_an_immediate_retry() -> None:
 
 async def test_malformed_directive_sends_unparseable_json() -> None:
     async with asgi_client() as client:
-        response = await client.post(
-            "/v1/chat/completions", json=chat_body("x [[sandbox:malformed]]")
-        )
+        response = await client.post("/v1/chat/completions", json=chat_body("x [[sandbox:malformed]]"))
     assert response.status_code == 200
     with pytest.raises(json.JSONDecodeError):
         json.loads(response.text)
@@ -156,9 +152,7 @@ async def test_unknown_directive_is_a_400() -> None:
 async def test_rpm_limit_answers_429_with_retry_after_and_ratelimit_headers() -> None:
     config = SandboxConfig(limits=LimitsConfig(rpm=2))
     async with asgi_client(config) as client:
-        responses = [
-            await client.post("/v1/chat/completions", json=chat_body(f"row {i}")) for i in range(3)
-        ]
+        responses = [await client.post("/v1/chat/completions", json=chat_body(f"row {i}")) for i in range(3)]
         other_key = await client.post(
             "/v1/chat/completions", json=chat_body("row 9"), headers={"X-Provider-Key": "sk-x-0001"}
         )
@@ -233,9 +227,7 @@ async def test_calculator_tool_calls_and_the_follow_up_answer() -> None:
             ],
         }
         answer = (await client.post("/v1/chat/completions", json=follow_up)).json()
-    assert answer["choices"][0]["message"]["content"] == (
-        "openai/gpt-4o-mini answers: The result is 714."
-    )
+    assert answer["choices"][0]["message"]["content"] == ("openai/gpt-4o-mini answers: The result is 714.")
 
 
 async def test_streamed_tool_call_arguments_concatenate() -> None:

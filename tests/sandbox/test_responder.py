@@ -126,9 +126,7 @@ def test_tool_results_are_reported_back() -> None:
 
 
 def test_directives_are_parsed_from_the_last_user_message() -> None:
-    d = parse_directives(
-        [user("[[sandbox:status=429]] [[sandbox:retry_after=2.5]] [[sandbox:times=2]]")]
-    )
+    d = parse_directives([user("[[sandbox:status=429]] [[sandbox:retry_after=2.5]] [[sandbox:times=2]]")])
     assert (d.status, d.retry_after, d.times, d.active) == (429, 2.5, 2, True)
     assert parse_directives([user("[[sandbox:hang]]"), user("plain")]).active is False
     flags = parse_directives([user("[[sandbox:drop]][[sandbox:malformed]][[sandbox:stream_cut]]")])

@@ -23,9 +23,7 @@ MESSAGES: Any = [{"role": "user", "content": "Tell me about row 42"}]
 WIRE_MESSAGES = [ChatMessage.model_validate(m) for m in MESSAGES]
 
 
-def openai_client(
-    server: SandboxServer, headers: dict[str, str] | None = None
-) -> openai.AsyncOpenAI:
+def openai_client(server: SandboxServer, headers: dict[str, str] | None = None) -> openai.AsyncOpenAI:
     return openai.AsyncOpenAI(
         base_url=server.base_url,
         api_key=DEFAULT_GATEWAY_KEY,
@@ -39,9 +37,7 @@ async def test_openai_sdk_plain_and_streamed(clean_sandbox: SandboxServer) -> No
     expected = expected_answer("openai/gpt-4o-mini", WIRE_MESSAGES)
     completion = await client.chat.completions.create(model="openai/gpt-4o-mini", messages=MESSAGES)
     assert completion.choices[0].message.content == expected
-    assert completion.usage is not None and completion.usage.completion_tokens == len(
-        expected.split()
-    )
+    assert completion.usage is not None and completion.usage.completion_tokens == len(expected.split())
     stream = await client.chat.completions.create(
         model="openai/gpt-4o-mini",
         messages=MESSAGES,
@@ -89,9 +85,7 @@ async def test_dedalus_sdk_byok_plain_and_streamed(clean_sandbox: SandboxServer)
     stream = await client.chat.completions.create(
         model="anthropic/claude-sonnet-4-20250514", messages=MESSAGES, stream=True
     )
-    parts = [
-        c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content
-    ]
+    parts = [c.choices[0].delta.content async for c in stream if c.choices and c.choices[0].delta.content]
     assert "".join(parts) == expected
     models = await client.models.list()
     assert any(m.id == model for m in models.data)

@@ -82,7 +82,9 @@ def test_unknown_credentials_provider_is_rejected() -> None:
 
 
 def test_credentials_need_exactly_one_source() -> None:
-    message = _error(VALID.replace("{secret: openai-key, provider_model: gpt-4o-mini}", "{secret: a, env: B}"))
+    message = _error(
+        VALID.replace("{secret: openai-key, provider_model: gpt-4o-mini}", "{secret: a, env: B}")
+    )
     assert "steps[0].credentials" in message and "exactly one" in message
 
 
@@ -108,7 +110,7 @@ def test_spec_must_be_a_mapping() -> None:
 
 
 def test_missing_file_is_named(tmp_path: Path) -> None:
-    with pytest.raises(SpecError, match="nope.yaml: cannot read"):
+    with pytest.raises(SpecError, match=r"nope\.yaml: cannot read"):
         load_spec(tmp_path / "nope.yaml")
 
 

@@ -47,7 +47,7 @@ def test_missing_and_non_parquet_inputs_are_named(tmp_path: Path) -> None:
     with pytest.raises(InputError, match="no such file"):
         open_dataset(InputSpec(path=str(tmp_path / "nope.parquet")))
     (tmp_path / "bad.parquet").write_text("id,q\n1,x\n")
-    with pytest.raises(InputError, match="bad.parquet.*not a readable Parquet"):
+    with pytest.raises(InputError, match=r"bad\.parquet.*not a readable Parquet"):
         open_dataset(InputSpec(path=str(tmp_path / "bad.parquet")))
 
 
@@ -59,10 +59,10 @@ def test_missing_column_lists_what_is_there(tmp_path: Path) -> None:
 
 def test_duplicate_and_null_ids_are_rejected(tmp_path: Path) -> None:
     spec = InputSpec(path=str(_write(tmp_path / "a.parquet", id=["a", "b", "a"], q=["x"] * 3)))
-    with pytest.raises(InputError, match="1 duplicated id.*'a'"):
+    with pytest.raises(InputError, match=r"1 duplicated id.*'a'"):
         check_ids(open_dataset(spec), spec)
     spec = InputSpec(path=str(_write(tmp_path / "b.parquet", id=["a", None], q=["x"] * 2)))
-    with pytest.raises(InputError, match="null id.*row 1"):
+    with pytest.raises(InputError, match=r"null id.*row 1"):
         check_ids(open_dataset(spec), spec)
 
 
