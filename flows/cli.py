@@ -51,18 +51,58 @@ def run(
 ) -> None:
     """Run a pipeline: exit 0 when it finished (provider errors are records), 2 on invalid input."""
     _quiet_prefect()
-    from flows.display import ProgressDisplay, print_summary
-    from flows.pipeline import pipeline
-    from flows.preflight import preflight
     from schemas.spec_file import load_spec
 
     try:
         pipeline_spec = load_spec(spec)
-        asyncio.run(preflight(pipeline_spec, sample_rows=0))
-        with ProgressDisplay(console):
-            summary = asyncio.run(pipeline(pipeline_spec, out=str(out) if out else None, limit=limit))
     except _user_errors() as exc:
         raise _fail(str(exc)) from None
+    output_dir = str(out.resolve()) if out else pipeline_spec.output.path
+    resume_hint = f"byokflow run {spec}" + (f" --out {out}" if out else "")
+    _run_with_display(pipeline_spec, output_dir, resume_hint, out=output_dir, limit=limit)
+
+
+@app.command("retry-errors")
+def retry_errors(
+    output_dir: Annotated[Path, typer.Argument(help="Output directory of an earlier run.")],
+    error_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Retry only this error type (repeatable).")
+    ] = None,
+) -> None:
+    """Request the errored records of an earlier run again; retried rows move from errors to results."""
+    _quiet_prefect()
+    from flows.manifest_spec import spec_from_manifest
+
+    try:
+        pipeline_spec = spec_from_manifest(output_dir)
+    except _user_errors() as exc:
+        raise _fail(str(exc)) from None
+    hint = f"byokflow retry-errors {output_dir}"
+    _run_with_display(
+        pipeline_spec, str(output_dir.resolve()), hint, retry_errors=True, error_types=error_type or []
+    )
+
+
+def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: Any) -> None:
+    """Preflight, run with live progress, print the summary; Ctrl-C keeps what completed."""
+    from flows.display import ProgressDisplay, print_summary
+    from flows.pipeline import pipeline
+    from flows.preflight import preflight
+    from tasks.journal import recover_journals
+
+    try:
+        asyncio.run(preflight(spec, sample_rows=0))
+        with ProgressDisplay(console):
+            summary = asyncio.run(pipeline(spec, **options))
+    except _user_errors() as exc:
+        raise _fail(str(exc)) from None
+    except KeyboardInterrupt:
+        saved = recover_journals(output_dir)
+        raise _fail(
+            f"interrupted: {saved} records completed since the last part were saved; "
+            f"run `{resume_hint}` to resume (only missing records are requested)",
+            code=130,
+        ) from None
     print_summary(console, summary)
 
 

@@ -21,40 +21,68 @@ from flows.preflight import CheckedPipeline, preflight
 from flows.summary import RunSummary, publish_artifact, summarize, write_manifest
 from schemas.spec import PipelineSpec
 from schemas.spec_file import load_spec
+from tasks.compaction import compact_outputs
 from tasks.dataset import iter_shards
+from tasks.journal import recover_journals
 from tasks.progress import board
+from tasks.resume import done_index, forget_index
 from tasks.run_step import RunInfo, StepShardOutcome, run_step_shard
 from tasks.step_pool import close_step_pools
 
 
 @flow(name="byokflow-pipeline", log_prints=False)
-async def pipeline(spec: PipelineSpec | str, out: str | None = None, limit: int | None = None) -> RunSummary:
-    """Run a pipeline (a spec object or a spec path) and return its summary."""
+async def pipeline(
+    spec: PipelineSpec | str,
+    out: str | None = None,
+    limit: int | None = None,
+    retry_errors: bool = False,
+    error_types: list[str] | None = None,
+) -> RunSummary:
+    """Run a pipeline (a spec object or a spec path) and return its summary.
+
+    Records already in the output directory are not requested again; with `retry_errors`, error
+    records (of `error_types`, or all) are requested again and replaced by their new records.
+    """
     spec = _as_spec(spec, out)
     logger = get_run_logger()
     checked = await preflight(spec)
     run_id = str(flow_run.get_id() or uuid.uuid4())
+    output_dir = spec.output.path
+    recovered = recover_journals(output_dir)
+    if recovered:
+        logger.info("recovered %d records journaled by an interrupted run", recovered)
+    compact_outputs(output_dir)
+    view_steps = frozenset(name for name in checked.order if checked.has_dependents(name))
+    retry_types = frozenset(error_types or ()) if retry_errors else None
+    index = done_index(run_id, output_dir, set(view_steps), retry_types)
     total = checked.rows if limit is None else min(limit, checked.rows)
     board().reset(checked.order)
     for name in checked.order:
         board().add_total(name, total)
-    logger.info("byokflow run %s: %d rows, steps %s", run_id, total, checked.order)
+    logger.info(
+        "byokflow run %s: %d rows, steps %s, %d records already done",
+        run_id,
+        total,
+        checked.order,
+        len(index),
+    )
     started = time.monotonic()
-    outcomes = await _run_shards(
-        checked,
-        RunInfo(
-            run_id=run_id,
-            output_dir=spec.output.path,
-            id_column=spec.input.id_column,
-            gateway=spec.gateway,
-            empty_prompts=spec.input.empty_prompts,
-        ),
-        limit,
+    run = RunInfo(
+        run_id=run_id,
+        output_dir=output_dir,
+        id_column=spec.input.id_column,
+        gateway=spec.gateway,
+        empty_prompts=spec.input.empty_prompts,
+        retry_types=retry_types,
+        view_steps=view_steps,
     )
+    try:
+        outcomes = await _run_shards(checked, run, limit)
+    finally:
+        forget_index(run_id)
+    compact_outputs(output_dir)
     models = {name: spec.step(name).model for name in checked.order}
-    summary = summarize(
-        spec.name, run_id, spec.output.path, total, time.monotonic() - started, models, outcomes
-    )
+    summary = summarize(spec.name, run_id, output_dir, total, time.monotonic() - started, models, outcomes)
     write_manifest(summary, spec.model_dump(mode="json"))
     await publish_artifact(summary)
     logger.info("byokflow run %s finished: %d records in %.1f s", run_id, summary.records, summary.elapsed_s)

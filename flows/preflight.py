@@ -9,23 +9,12 @@ from typing import Any
 import pyarrow.dataset as ds
 
 from schemas.errors import SpecError
+from schemas.records import STEP_VIEW_FIELDS
 from schemas.spec import PipelineSpec
 from tasks.credentials import load_key
 from tasks.dataset import check_columns, check_ids, check_prompt_values, open_dataset
 from tasks.errors import TemplateError
 from tasks.render import StepRenderer
-
-# Fields of an earlier step's record a template may use as `steps.<name>.<field>`.
-STEP_FIELDS = (
-    "output",
-    "finish_reason",
-    "model",
-    "provider",
-    "prompt_tokens",
-    "completion_tokens",
-    "total_tokens",
-    "latency_ms",
-)
 
 
 @dataclass
@@ -92,7 +81,7 @@ def _render_samples(
     rows = dataset.head(count, columns=columns).to_pylist() if count else []
     samples = []
     for row in rows:
-        placeholder = {f: f"<{f}>" for f in STEP_FIELDS}
+        placeholder = {f: f"<{f}>" for f in STEP_VIEW_FIELDS}
         steps = {name: placeholder for name in order}
         rendered = {}
         for name in order:

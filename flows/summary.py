@@ -24,6 +24,7 @@ class StepSummary:
     model: str
     rows: int = 0
     ok: int = 0
+    skipped: int = 0
     errors: int = 0
     error_types: dict[str, int] = field(default_factory=dict)
     prompt_tokens: int = 0
@@ -56,7 +57,7 @@ class RunSummary:
     @property
     def records(self) -> int:
         """Records written by this run (results and errors)."""
-        return sum(s.rows for s in self.steps)
+        return sum(s.ok + s.errors for s in self.steps)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready form."""
@@ -79,7 +80,8 @@ def summarize(
         step = steps[outcome.step]
         step.rows += outcome.rows
         step.ok += outcome.ok
-        step.errors += outcome.rows - outcome.ok
+        step.skipped += outcome.skipped
+        step.errors += outcome.rows - outcome.ok - outcome.skipped
         step.prompt_tokens += outcome.prompt_tokens
         step.completion_tokens += outcome.completion_tokens
         error_types[outcome.step].update(outcome.error_types)
@@ -130,6 +132,7 @@ def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
                 "model": step.model,
                 "rows": step.rows,
                 "ok": step.ok,
+                "already done": step.skipped,
                 "errors": ", ".join(f"{k} {v}" for k, v in step.error_types.items()) or "0",
                 "tokens in/out": f"{step.prompt_tokens}/{step.completion_tokens}",
                 "p50/p95 ms": f"{_ms(step.latency_p50_ms)}/{_ms(step.latency_p95_ms)}",

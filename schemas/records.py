@@ -12,6 +12,18 @@ from typing import Any
 
 import pyarrow as pa
 
+# Fields of a result that a later step's template reads as `steps.<name>.<field>`.
+STEP_VIEW_FIELDS = (
+    "output",
+    "finish_reason",
+    "model",
+    "provider",
+    "prompt_tokens",
+    "completion_tokens",
+    "total_tokens",
+    "latency_ms",
+)
+
 RESULT_SCHEMA = pa.schema(
     [
         pa.field("run_id", pa.string(), nullable=False),

@@ -112,6 +112,21 @@ class RetryPolicy(SpecModel):
     deadline: float = Field(300.0, gt=0, description="Seconds a row may spend on all its attempts.")
 
 
+class RateLimits(SpecModel):
+    """Per provider key limits the engine paces itself to; shared by every step using the key."""
+
+    rpm: int | None = Field(None, ge=1, description="Requests per minute allowed on this key.")
+    tpm: int | None = Field(None, ge=1, description="Tokens (prompt + completion) per minute on this key.")
+    max_concurrency: int | None = Field(
+        None, ge=1, description="Requests in flight at once on this key, across all steps and shards."
+    )
+    adaptive: bool = Field(
+        True,
+        description="Back off on 429s (halve concurrency, pause until Retry-After), recover on "
+        "success, and follow the provider's x-ratelimit-* headers.",
+    )
+
+
 class StepSpec(SpecModel):
     """One pipeline step: a chat completion per row."""
 
@@ -130,6 +145,11 @@ class StepSpec(SpecModel):
     concurrency: int = Field(64, ge=1, le=10_000, description="Requests in flight for this step.")
     timeout: float = Field(60.0, gt=0, description="Seconds one request may take.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
+    limits: RateLimits = Field(
+        default_factory=RateLimits,
+        description="Rate limits of the step's provider key; when two steps share a key the tighter "
+        "value of each wins.",
+    )
 
     @field_validator("name")
     @classmethod

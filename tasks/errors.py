@@ -3,7 +3,8 @@
     PipelineError
     ├── InputError        the dataset cannot be read, or a column, id or prompt value is wrong
     ├── TemplateError     a prompt template does not compile or references an unknown name
-    └── CredentialError   a Secret block or environment variable holding a key is missing or empty
+    ├── CredentialError   a Secret block or environment variable holding a key is missing or empty
+    └── ToolImportError   a local tool's import path names no module, no attribute, or no callable
 
 Provider failures are never raised: they become error records.
 """
@@ -25,3 +26,7 @@ class TemplateError(PipelineError):
 
 class CredentialError(PipelineError):
     """A key's Secret block or environment variable is missing, empty or not a string."""
+
+
+class ToolImportError(PipelineError):
+    """A local tool cannot be loaded: its module, its attribute or a callable is missing."""

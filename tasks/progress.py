@@ -18,14 +18,15 @@ class StepProgress:
 
     total: int = 0
     ok: int = 0
+    skipped: int = 0
     errors: int = 0
     tokens: int = 0
     error_types: Counter[str] = field(default_factory=Counter)
 
     @property
     def done(self) -> int:
-        """Rows finished, either way."""
-        return self.ok + self.errors
+        """Rows finished, either way (rows already recorded by an earlier run included)."""
+        return self.ok + self.errors + self.skipped
 
 
 class ProgressBoard:
@@ -46,6 +47,11 @@ class ProgressBoard:
         """`rows` more rows are known to need `step`."""
         with self._lock:
             self.steps.setdefault(step, StepProgress()).total += rows
+
+    def record_skipped(self, step: str) -> None:
+        """One row of `step` already had its record from an earlier run."""
+        with self._lock:
+            self.steps.setdefault(step, StepProgress()).skipped += 1
 
     def record(self, step: str, *, ok: bool, tokens: int = 0, error_type: str | None = None) -> None:
         """One row of `step` finished."""

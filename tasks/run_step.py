@@ -14,12 +14,20 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from gateway import ChatResult, GatewayError
-from schemas.records import ErrorRecord, ResultRecord, error_columns, result_columns
+from schemas.records import (
+    STEP_VIEW_FIELDS,
+    ErrorRecord,
+    ResultRecord,
+    error_columns,
+    result_columns,
+)
 from schemas.spec import GatewaySpec, StepSpec
 from tasks.errors import TemplateError
 from tasks.fingerprint import request_hash
+from tasks.journal import RecordJournal, journal_path
 from tasks.progress import board
 from tasks.render import StepRenderer
+from tasks.resume import DoneIndex, done_index
 from tasks.retrying import call_with_retries
 from tasks.step_pool import StepPool, step_pool
 from tasks.write_part import write_part
@@ -34,6 +42,9 @@ class RunInfo:
     id_column: str
     gateway: GatewaySpec
     empty_prompts: str = "error"
+    # None: a normal run; a set: `retry-errors` (empty set: every error type).
+    retry_types: frozenset[str] | None = None
+    view_steps: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -44,6 +55,7 @@ class StepShardOutcome:
     shard_index: int
     rows: int = 0
     ok: int = 0
+    skipped: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
     error_types: Counter[str] = field(default_factory=Counter)
@@ -67,13 +79,19 @@ async def run_step_shard(
 ) -> StepShardOutcome:
     """Send `step`'s request for every row of the shard; write results and errors as parts."""
     pool = await step_pool(run.run_id, step, run.gateway)
-    shard = _ShardRun(step, run, pool, upstream)
+    index = done_index(run.run_id, run.output_dir, set(run.view_steps), run.retry_types)
+    part = f"part-{run.run_id[:8]}-{step.name}-{shard_index:05d}.parquet"
+    journal = RecordJournal(journal_path(run.output_dir, part))
+    shard = _ShardRun(step, run, pool, upstream, index, journal)
     id_column = run.id_column
-    records = await asyncio.gather(*(shard.run_row(str(r[id_column]), r) for r in rows.to_pylist()))
+    rows_list = rows.to_pylist()
+    records = await asyncio.gather(*(shard.run_row(str(r[id_column]), r) for r in rows_list))
     outcome = StepShardOutcome(step=step.name, shard_index=shard_index, rows=len(records))
     results, errors = result_columns(), error_columns()
     for record in records:
-        if isinstance(record, ResultRecord):
+        if isinstance(record, Skipped):
+            _count_skipped(outcome, record, keep_outputs)
+        elif isinstance(record, ResultRecord):
             results.append(record)
             outcome.ok += 1
             outcome.prompt_tokens += record.prompt_tokens
@@ -84,35 +102,86 @@ async def run_step_shard(
             errors.append(record)
             outcome.error_types[record.error_type] += 1
             outcome.failed.add(record.row_id)
-    part = f"part-{run.run_id[:8]}-{step.name}-{shard_index:05d}.parquet"
     if len(results):
         write_part(results.to_table(), Path(run.output_dir) / "results", part)
     if len(errors):
         write_part(errors.to_table(), Path(run.output_dir) / "errors", part)
+    journal.close(remove=True)
     return outcome
+
+
+@dataclass(slots=True)
+class Skipped:
+    """A row whose record for this request already exists: nothing is sent."""
+
+    row_id: str
+    ok: bool
+    view: dict[str, Any] | None
+
+
+def _count_skipped(outcome: StepShardOutcome, skipped: Skipped, keep_outputs: bool) -> None:
+    outcome.skipped += 1
+    if not skipped.ok:
+        outcome.failed.add(skipped.row_id)
+    elif keep_outputs and skipped.view is not None:
+        outcome.outputs[skipped.row_id] = skipped.view
 
 
 class _ShardRun:
     """One step over one shard: turns each row into exactly one record."""
 
-    def __init__(self, step: StepSpec, run: RunInfo, pool: StepPool, upstream: dict[str, Any]):
+    def __init__(
+        self,
+        step: StepSpec,
+        run: RunInfo,
+        pool: StepPool,
+        upstream: dict[str, Any],
+        index: DoneIndex,
+        journal: RecordJournal,
+    ):
         self.step, self.run, self.pool, self.upstream = step, run, pool, upstream
+        self.index, self.journal = index, journal
         self.renderer = StepRenderer(step)
         self.columns = sorted(self.renderer.referenced_columns())
         self.depends_on = sorted(self.renderer.referenced_steps())
         credentials = step.credentials
         self.provider_model = credentials.provider_model if credentials else None
 
-    async def run_row(self, row_id: str, row: dict[str, Any]) -> ResultRecord | ErrorRecord:
+    async def run_row(self, row_id: str, row: dict[str, Any]) -> ResultRecord | ErrorRecord | Skipped:
         """The record of this step for one row; never raises for a provider failure."""
         record = await self._attempt_row(row_id, row)
+        if isinstance(record, Skipped):
+            board().record_skipped(self.step.name)
+            return record
+        self.journal.append(record)
         ok = isinstance(record, ResultRecord)
         tokens = record.total_tokens if isinstance(record, ResultRecord) else 0
         error_type = None if isinstance(record, ResultRecord) else record.error_type
         board().record(self.step.name, ok=ok, tokens=tokens, error_type=error_type)
         return record
 
-    async def _attempt_row(self, row_id: str, row: dict[str, Any]) -> ResultRecord | ErrorRecord:
+    async def _attempt_row(
+        self, row_id: str, row: dict[str, Any]
+    ) -> ResultRecord | ErrorRecord | Skipped:
+        prepared = self._prepare(row_id, row)
+        if isinstance(prepared, ErrorRecord):
+            if self.index.keeps_error(prepared.request_hash):
+                return Skipped(row_id, ok=False, view=None)
+            return prepared
+        body, digest = prepared
+        if self.index.has_result(digest):
+            return Skipped(row_id, ok=True, view=self.index.view(digest))
+        if self.index.keeps_error(digest):
+            return Skipped(row_id, ok=False, view=None)
+        async with self.pool.slots:
+            outcome = await call_with_retries(lambda: self.pool.client.chat(body), self.step.retry)
+        if outcome.result is not None:
+            return self._result(row_id, digest, outcome.result, outcome.attempts)
+        assert outcome.error is not None
+        return self._gateway_error(row_id, digest, outcome.error, outcome.attempts)
+
+    def _prepare(self, row_id: str, row: dict[str, Any]) -> tuple[dict[str, Any], str] | ErrorRecord:
+        """The request body and its hash, or the record of why this row cannot be sent."""
         for dependency in self.depends_on:
             if row_id in self.upstream[dependency].failed:
                 return self._error(row_id, "upstream_failed", f"step {dependency!r} failed for this row")
@@ -123,13 +192,7 @@ class _ShardRun:
             body = self.renderer.body(self.renderer.messages(row, steps))
         except TemplateError as exc:
             return self._error(row_id, "template_error", str(exc))
-        digest = request_hash(row_id, body, self.step.provider, self.provider_model)
-        async with self.pool.slots:
-            outcome = await call_with_retries(lambda: self.pool.client.chat(body), self.step.retry)
-        if outcome.result is not None:
-            return self._result(row_id, digest, outcome.result, outcome.attempts)
-        assert outcome.error is not None
-        return self._gateway_error(row_id, digest, outcome.error, outcome.attempts)
+        return body, request_hash(row_id, body, self.step.provider, self.provider_model)
 
     def _result(self, row_id: str, digest: str, result: ChatResult, attempts: int) -> ResultRecord:
         completion = result.completion
@@ -186,13 +249,4 @@ class _ShardRun:
 
 def _view(record: ResultRecord) -> dict[str, Any]:
     """What a later step's template sees as `steps.<name>`."""
-    return {
-        "output": record.output,
-        "finish_reason": record.finish_reason,
-        "model": record.model,
-        "provider": record.provider,
-        "prompt_tokens": record.prompt_tokens,
-        "completion_tokens": record.completion_tokens,
-        "total_tokens": record.total_tokens,
-        "latency_ms": record.latency_ms,
-    }
+    return {name: getattr(record, name) for name in STEP_VIEW_FIELDS}

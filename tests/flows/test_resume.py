@@ -1,0 +1,130 @@
+"""Resume: a record that exists is never requested again; changes rerun only what they affect."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from flows.pipeline import pipeline
+from sandbox import SandboxServer
+from tests.conftest import SANDBOX_GATEWAY_KEY
+from tests.flows.support import GATEWAY_ENV, make_spec, read, step, write_prompts
+
+pytestmark = pytest.mark.usefixtures("prefect_harness")
+
+REVIEWER = "anthropic/claude-sonnet-4-20250514"
+
+
+@pytest.fixture(autouse=True)
+def gateway_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(GATEWAY_ENV, SANDBOX_GATEWAY_KEY)
+
+
+def chain(review_input: str = "Review: {{ steps.draft.output }}") -> list[dict[str, object]]:
+    return [step("draft"), step("review", REVIEWER, input=review_input)]
+
+
+def one_per_row_and_step(out: Path) -> dict[tuple[str, str], str]:
+    """(row, step) -> where its record is; fails if any (row, step) has two records."""
+    seen: dict[tuple[str, str], str] = {}
+    for kind in ("results", "errors"):
+        for record in read(out, kind):
+            key = (record["row_id"], record["step"])
+            assert key not in seen, f"{key} recorded twice"
+            seen[key] = kind
+    return seen
+
+
+async def test_rerun_requests_nothing(tmp_path: Path, clean_sandbox: SandboxServer) -> None:
+    write_prompts(tmp_path / "prompts.parquet", [f"q {i}" for i in range(10)])
+    spec = make_spec(tmp_path, clean_sandbox.url, chain(), shard_size=4)
+    await pipeline(spec)
+    first = {(r["row_id"], r["step"]): r["output"] for r in read(tmp_path / "out", "results")}
+    clean_sandbox.reset()
+    summary = await pipeline(spec)
+    assert clean_sandbox.stats()["requests"] == 0
+    assert [s.skipped for s in summary.steps] == [10, 10]
+    assert {(r["row_id"], r["step"]): r["output"] for r in read(tmp_path / "out", "results")} == first
+
+
+async def test_changed_step_reruns_only_itself(tmp_path: Path, clean_sandbox: SandboxServer) -> None:
+    write_prompts(tmp_path / "prompts.parquet", [f"q {i}" for i in range(6)])
+    await pipeline(make_spec(tmp_path, clean_sandbox.url, chain()))
+    clean_sandbox.reset()
+    await pipeline(make_spec(tmp_path, clean_sandbox.url, chain("Critique: {{ steps.draft.output }}")))
+    stats = clean_sandbox.stats()
+    assert stats["by_model"] == {REVIEWER: 6}
+    records = one_per_row_and_step(tmp_path / "out")
+    assert len(records) == 12 and set(records.values()) == {"results"}
+    reviews = [r["output"] for r in read(tmp_path / "out", "results") if r["step"] == "review"]
+    assert all("Critique:" in text for text in reviews)
+
+
+async def test_new_rows_are_the_only_requests(tmp_path: Path, clean_sandbox: SandboxServer) -> None:
+    write_prompts(tmp_path / "prompts.parquet", [f"q {i}" for i in range(5)])
+    spec = make_spec(tmp_path, clean_sandbox.url, chain())
+    await pipeline(spec)
+    clean_sandbox.reset()
+    write_prompts(tmp_path / "prompts.parquet", [f"q {i}" for i in range(8)])
+    await pipeline(spec)
+    assert clean_sandbox.stats()["requests"] == 3 * 2
+    assert len(one_per_row_and_step(tmp_path / "out")) == 8 * 2
+
+
+async def test_retry_errors_moves_rows_from_errors_to_results(
+    tmp_path: Path, clean_sandbox: SandboxServer
+) -> None:
+    flaky = "flaky [[sandbox:status=503]] [[sandbox:times=1]] [[sandbox:retry_after=0]]"
+    broken = "broken [[sandbox:status=400]]"
+    write_prompts(tmp_path / "prompts.parquet", ["fine", flaky, broken])
+    steps = [
+        step("draft", retry={"max_attempts": 1}),
+        step("review", REVIEWER, input="{{ steps.draft.output }}"),
+    ]
+    spec = make_spec(tmp_path, clean_sandbox.url, steps)
+    await pipeline(spec)
+    errors = {(e["row_id"], e["step"]): e["error_type"] for e in read(tmp_path / "out", "errors")}
+    assert errors == {
+        ("r00001", "draft"): "server_error",
+        ("r00001", "review"): "upstream_failed",
+        ("r00002", "draft"): "bad_request",
+        ("r00002", "review"): "upstream_failed",
+    }
+    # No sandbox reset: its `times=1` count must remember that the 503 was already served once.
+    before = clean_sandbox.stats()["requests"]
+    await pipeline(spec, retry_errors=True, error_types=["server_error"])
+    # Only the 503 row was retried (draft and then its review); the 400 row was left alone.
+    assert clean_sandbox.stats()["requests"] - before == 2
+    records = one_per_row_and_step(tmp_path / "out")
+    assert records[("r00001", "draft")] == records[("r00001", "review")] == "results"
+    assert records[("r00002", "draft")] == "errors"
+    assert len(records) == 6
+
+
+async def test_journal_of_an_interrupted_run_is_recovered(
+    tmp_path: Path, clean_sandbox: SandboxServer
+) -> None:
+    from tasks.journal import journal_path
+
+    write_prompts(tmp_path / "prompts.parquet", [f"q {i}" for i in range(4)])
+    spec = make_spec(tmp_path, clean_sandbox.url, [step()])
+    await pipeline(spec)
+    # Pretend the last run was killed after journaling its records but before writing parts.
+    results_dir = tmp_path / "out" / "results"
+    part = next(results_dir.glob("*.parquet"))
+    journal = journal_path(str(tmp_path / "out"), part.name)
+    journal.parent.mkdir(parents=True, exist_ok=True)
+    lines = []
+    import json
+
+    for record in read(tmp_path / "out", "results"):
+        record["completed_at"] = record["completed_at"].isoformat()
+        lines.append(json.dumps({"kind": "result", **record}))
+    journal.write_text("\n".join(lines) + '\n{"kind": "res')  # the last line cut short
+    part.unlink()
+    clean_sandbox.reset()
+    await pipeline(spec)
+    assert clean_sandbox.stats()["requests"] == 0
+    assert len(one_per_row_and_step(tmp_path / "out")) == 4
+    assert not list(journal.parent.glob("*.jsonl"))
