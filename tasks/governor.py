@@ -38,6 +38,8 @@ from typing import Any
 from gateway.errors import RateLimitError
 from schemas.spec import RateLimits
 
+Headers = Mapping[str, str]
+
 WINDOW_S = 60.0
 # Fraction of each limit held back: absorbs jitter between our admission and the provider's count.
 HEADROOM = 0.01
@@ -57,10 +59,11 @@ _REGISTRY: dict[str, RateGovernor] = {}
 _REGISTRY_LOCK = threading.Lock()
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-_HEADERS = {
-    kind: (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
+# (limit, remaining, reset) header names: requests first, then tokens.
+_HEADERS = tuple(
+    (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
     for kind in ("requests", "tokens")
-}
+)
 
 
 def key_id(key: str) -> str:
@@ -105,9 +108,11 @@ def parse_reset(text: str) -> float | None:
     """Seconds in an OpenAI-style reset value (`1s`, `6m0s`, `250ms`, `0.5s`, `20`); None if unreadable."""
     text = text.strip()
     try:
-        return max(0.0, float(text))
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        return max(0.0, seconds) if math.isfinite(seconds) else None
     total, end = 0.0, 0
     for match in _DURATION.finditer(text):
         if match.start() != end:
@@ -120,7 +125,7 @@ def parse_reset(text: str) -> float | None:
 def _int(text: str | None) -> int | None:
     try:
         return None if text is None else int(float(text))
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
 
 
@@ -173,13 +178,18 @@ class _TokenLog:
         self.entries: deque[_Charge] = deque()
         self.total = 0
 
-    def wait(self, cost: int, now: float) -> float:
-        """Seconds until `cost` more tokens fit (≤ 0: now); alone in the window, anything fits."""
+    def expire(self, now: float) -> None:
+        """Forget what was admitted 60 s or more ago, as the provider's window does."""
         entries, cutoff = self.entries, now - WINDOW_S
         while entries and entries[0].at <= cutoff:
             gone = entries.popleft()
             gone.live = False
             self.total -= gone.tokens
+
+    def wait(self, cost: int, now: float) -> float:
+        """Seconds until `cost` more tokens fit (≤ 0: now); alone in the window, anything fits."""
+        self.expire(now)
+        entries = self.entries
         excess = self.total + cost - self.budget
         if excess <= 0 or not entries:
             return 0.0
@@ -241,13 +251,13 @@ class Permit:
             self.rate_limited(exc.retry_after)
         self._gov._release()
 
-    def succeeded(self, total_tokens: int | None = None, headers: Mapping[str, str] | None = None) -> None:
+    def succeeded(self, total_tokens: int | None = None, headers: Headers | None = None) -> None:
         """The call succeeded: correct the token estimate to `total_tokens`, read rate-limit headers."""
         if not self._reported:
             self._reported = True
             self._gov._on_success(self, total_tokens, headers)
 
-    def rate_limited(self, retry_after: float | None = None, headers: Mapping[str, str] | None = None) -> None:
+    def rate_limited(self, retry_after: float | None = None, headers: Headers | None = None) -> None:
         """The call got a 429: pause the key until Retry-After and (adaptive) back off."""
         if not self._reported:
             self._reported = True
@@ -305,6 +315,8 @@ class RateGovernor:
         with self._lock:
             now = self._clock()
             paused = self._paused_until > now
+            if self._log is not None:
+                self._log.expire(now)
             return {
                 "key_id": self.key_id,
                 "concurrency_limit": None if self._limit >= _UNBOUNDED else self._limit,
@@ -335,12 +347,12 @@ class RateGovernor:
     def _set_rates(self, rpm: int | None, tpm: int | None) -> None:
         old_rpm, old_tpm = self._rpm, self._tpm
         self._rpm = _rpm_pacer(rpm) if rpm else None
+        # Keep when each bucket is full again, so a change of rate never releases a burst.
         if self._rpm and old_rpm:
             self._rpm.tat = old_rpm.tat
         budget = tpm * (1 - HEADROOM) if tpm else 0.0
         self._tpm = _Pacer(budget, max(1.0, budget * BURST_S / WINDOW_S)) if tpm else None
         if self._tpm and old_tpm:
-            # Keep the debt in tokens, re-expressed in the new interval.
             self._tpm.tat = old_tpm.tat
         if not tpm:
             self._log = None
@@ -439,11 +451,11 @@ class RateGovernor:
         if was_head:
             self._wake_head()
 
-    def _on_success(self, permit: Permit, total_tokens: int | None, headers: Mapping[str, str] | None) -> None:
+    def _on_success(self, permit: Permit, total_tokens: int | None, headers: Headers | None) -> None:
         with self._lock:
             now = self._clock()
             charge = permit._charge
-            if total_tokens is not None and charge is not None and self._tpm is not None and self._log:
+            if total_tokens is not None and charge and self._tpm is not None and self._log is not None:
                 diff = total_tokens - permit._estimate
                 self._tpm.correct(diff, now)
                 self._log.correct(charge, diff)
@@ -452,15 +464,14 @@ class RateGovernor:
             if headers:
                 self._use_headers(headers, now)
             # Grow only while the limit binds (every slot busy) and only from this episode's requests.
-            if permit._seq > self._calm_from and self._in_flight >= self._limit < self._ceiling:
+            binding = self._in_flight >= self._limit and self._limit < self._ceiling
+            if binding and permit._seq > self._calm_from:
                 self._successes += 1
                 if self._successes >= self._limit:
                     self._limit += 1
                     self._successes = 0
 
-    def _on_rate_limited(
-        self, permit: Permit, retry_after: float | None, headers: Mapping[str, str] | None
-    ) -> None:
+    def _on_rate_limited(self, permit: Permit, retry_after: float | None, headers: Headers | None) -> None:
         with self._lock:
             now = self._clock()
             self._rate_limited += 1
@@ -476,19 +487,17 @@ class RateGovernor:
                 self._calm_from = self._admitted
                 self._successes = 0
 
-    def _use_headers(self, headers: Mapping[str, str], now: float) -> None:
+    def _use_headers(self, headers: Headers, now: float) -> None:
         """Pause until the reset when nothing remains; learn limits that were not configured."""
-        learned = {}
-        for kind, (limit_name, remaining_name, reset_name) in _HEADERS.items():
+        for _, remaining_name, reset_name in _HEADERS:
             remaining = _int(headers.get(remaining_name))
             reset = headers.get(reset_name)
             if remaining is not None and remaining <= 0 and reset is not None:
                 seconds = parse_reset(reset)
                 if seconds is not None:
                     self._paused_until = max(self._paused_until, now + seconds)
-            learned[kind] = _int(headers.get(limit_name))
-        rpm = learned["requests"] if self._limits.rpm is None else None
-        tpm = learned["tokens"] if self._limits.tpm is None else None
+        rpm = _int(headers.get(_HEADERS[0][0])) if self._limits.rpm is None else None
+        tpm = _int(headers.get(_HEADERS[1][0])) if self._limits.tpm is None else None
         changed = False
         if rpm and rpm > 0 and rpm != self._learned_rpm:
             self._learned_rpm, changed = rpm, True
@@ -498,9 +507,9 @@ class RateGovernor:
             self._set_rates(self._limits.rpm or self._learned_rpm, self._limits.tpm or self._learned_tpm)
 
 
-def _header_reset(headers: Mapping[str, str]) -> float | None:
+def _header_reset(headers: Headers) -> float | None:
     """The longest reset the headers name, for a 429 without Retry-After."""
-    resets = [parse_reset(headers[n]) for _, _, n in _HEADERS.values() if n in headers]
+    resets = [parse_reset(headers[name]) for _, _, name in _HEADERS if name in headers]
     found = [r for r in resets if r is not None]
     return max(found) if found else None
 

@@ -1,0 +1,80 @@
+"""SIGKILL in the middle of a multi-thousand-row run, then resume: nothing lost, little paid twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+import yaml
+
+from sandbox import SandboxConfig, SandboxServer
+from tests.conftest import SANDBOX_GATEWAY_KEY
+from tests.flows.support import read, write_prompts
+
+ROWS = 3000
+CONCURRENCY = 24
+
+
+def _byokflow(*args: str, env: dict[str, str]) -> subprocess.Popen[str]:
+    command = [sys.executable, "-c", "from flows.cli import main; main()", *args]
+    return subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _journaled(out: Path) -> int:
+    journals = (out / "journal").glob("*.jsonl") if (out / "journal").is_dir() else []
+    return sum(path.read_bytes().count(b"\n") for path in journals) + len(read(out, "results"))
+
+
+def test_sigkill_then_resume_accounts_for_every_row_once(tmp_path: Path) -> None:
+    write_prompts(tmp_path / "prompts.parquet", [f"kill test prompt {i}" for i in range(ROWS)])
+    config = SandboxConfig(gateway_keys=[SANDBOX_GATEWAY_KEY], latency={"fixed_ms": 40, "jitter": 0.2})
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "KILL_TEST_GATEWAY": SANDBOX_GATEWAY_KEY}
+    env.pop("PREFECT_API_URL", None)
+    out = tmp_path / "out"
+    with SandboxServer(config) as server:
+        spec = {
+            "name": "kill-test",
+            "input": {"path": "prompts.parquet"},
+            "output": {"path": "out"},
+            "gateway": {"base_url": server.url, "api_key": {"env": "KILL_TEST_GATEWAY"}},
+            "shard_size": 400,
+            "steps": [
+                {
+                    "name": "answer",
+                    "model": "openai/gpt-4o-mini",
+                    "input": "{{ question }}",
+                    "concurrency": CONCURRENCY,
+                }
+            ],
+        }
+        (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
+        first = _byokflow("run", str(tmp_path / "pipeline.yaml"), env=env)
+        deadline = time.monotonic() + 120
+        while _journaled(out) < ROWS // 4:
+            assert first.poll() is None, first.stdout.read() if first.stdout else ""
+            assert time.monotonic() < deadline, "the run made no progress"
+            time.sleep(0.05)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        done_before_kill = _journaled(out)
+        assert done_before_kill < ROWS, "the run finished before it could be killed"
+
+        second = _byokflow("run", str(tmp_path / "pipeline.yaml"), env=env)
+        output, _ = second.communicate(timeout=300)
+        assert second.returncode == 0, output
+        stats = server.stats()
+
+    results = read(out, "results")
+    assert sorted(r["row_id"] for r in results) == sorted(f"r{i:05d}" for i in range(ROWS))
+    assert read(out, "errors") == []
+    # Every prompt was asked at least once; the only prompts asked twice were in flight at the kill.
+    per_prompt = Counter(stats["by_prompt"])
+    assert len(per_prompt) == ROWS
+    sent_twice = sum(count - 1 for count in per_prompt.values())
+    assert sent_twice <= CONCURRENCY, f"{sent_twice} requests were paid twice"
+    assert stats["requests"] == ROWS + sent_twice
