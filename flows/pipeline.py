@@ -58,7 +58,7 @@ async def pipeline(
     total = checked.rows if limit is None else min(limit, checked.rows)
     board().reset(checked.order)
     for name in checked.order:
-        board().add_total(name, total)
+        board().add_total(name, total * len(spec.step(name).model_names))
     logger.info(
         "byokflow run %s: %d rows, steps %s, %d records already done",
         run_id,
@@ -81,7 +81,7 @@ async def pipeline(
     finally:
         forget_index(run_id)
     compact_outputs(output_dir)
-    models = {name: spec.step(name).model for name in checked.order}
+    models = {name: spec.step(name).model_names for name in checked.order}
     summary = summarize(spec.name, run_id, output_dir, total, time.monotonic() - started, models, outcomes)
     write_manifest(summary, spec.model_dump(mode="json"))
     await publish_artifact(summary)

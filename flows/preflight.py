@@ -14,7 +14,9 @@ from schemas.spec import PipelineSpec
 from tasks.credentials import load_key
 from tasks.dataset import check_columns, check_ids, check_prompt_values, open_dataset
 from tasks.errors import TemplateError
+from tasks.local_tools import load_tool
 from tasks.render import StepRenderer
+from tasks.structured import OutputValidator
 
 
 @dataclass
@@ -37,6 +39,7 @@ class CheckedPipeline:
 async def preflight(spec: PipelineSpec, *, check_keys: bool = True, sample_rows: int = 3) -> CheckedPipeline:
     """Check the step graph, the dataset, the templates and the keys; raise on the first problem."""
     renderers = {step.name: StepRenderer(step) for step in spec.steps}
+    _check_imports(spec)
     depends_on = {name: r.referenced_steps() for name, r in renderers.items()}
     order = _step_order(spec, depends_on)
     dataset = open_dataset(spec.input)
@@ -63,6 +66,12 @@ def _step_order(spec: PipelineSpec, depends_on: dict[str, set[str]]) -> list[str
             )
         if step.name in depends_on[step.name]:
             raise SpecError(f"steps[{index}] ({step.name!r}): a step cannot use its own output")
+        several = sorted(d for d in depends_on[step.name] if d in names and len(spec.step(d).model_names) > 1)
+        if several:
+            raise SpecError(
+                f"steps[{index}] ({step.name!r}): step(s) {several} send each row to several models, "
+                "so their output is not one value a template can use"
+            )
     try:
         return list(TopologicalSorter(depends_on).static_order())
     except CycleError as exc:
@@ -97,5 +106,15 @@ def _render_samples(
 async def _check_keys(spec: PipelineSpec) -> None:
     await load_key(spec.gateway.api_key)
     for step in spec.steps:
-        if step.credentials is not None:
-            await load_key(step.credentials)
+        for model in step.model_names:
+            credentials = step.credentials_for(model)
+            if credentials is not None:
+                await load_key(credentials)
+
+
+def _check_imports(spec: PipelineSpec) -> None:
+    """Import every local tool and output model now, so a bad path fails before any request."""
+    for step in spec.steps:
+        for path in step.runner.tools if step.runner else []:
+            load_tool(path)
+        OutputValidator(step)

@@ -70,36 +70,43 @@ def summarize(
     output_dir: str,
     input_rows: int,
     elapsed_s: float,
-    models: dict[str, str],
+    step_models: dict[str, list[str]],
     outcomes: list[StepShardOutcome],
 ) -> RunSummary:
-    """Add shard outcomes up per step, with latency percentiles read back from the results."""
-    steps = {name: StepSummary(step=name, model=model) for name, model in models.items()}
-    error_types: dict[str, Counter[str]] = {name: Counter() for name in models}
+    """Add shard outcomes up per (step, model), with latency percentiles read back from the results."""
+    steps = {
+        (name, model): StepSummary(step=name, model=model)
+        for name, models in step_models.items()
+        for model in models
+    }
+    error_types: dict[tuple[str, str], Counter[str]] = {key: Counter() for key in steps}
     for outcome in outcomes:
-        step = steps[outcome.step]
-        step.rows += outcome.rows
-        step.ok += outcome.ok
-        step.skipped += outcome.skipped
-        step.errors += outcome.rows - outcome.ok - outcome.skipped
-        step.prompt_tokens += outcome.prompt_tokens
-        step.completion_tokens += outcome.completion_tokens
-        error_types[outcome.step].update(outcome.error_types)
-    for name, counts in error_types.items():
-        steps[name].error_types = dict(sorted(counts.items()))
+        for model, rows in outcome.rows.items():
+            key = (outcome.step, model)
+            step = steps[key]
+            step.rows += rows
+            step.ok += outcome.ok[model]
+            step.skipped += outcome.skipped[model]
+            step.errors += rows - outcome.ok[model] - outcome.skipped[model]
+            step.prompt_tokens += outcome.prompt_tokens[model]
+            step.completion_tokens += outcome.completion_tokens[model]
+            error_types[key].update(outcome.error_types.get(model, Counter()))
+    for key, counts in error_types.items():
+        steps[key].error_types = dict(sorted(counts.items()))
     _add_latencies(steps, output_dir, run_id)
     return RunSummary(pipeline, run_id, output_dir, input_rows, elapsed_s, list(steps.values()))
 
 
-def _add_latencies(steps: dict[str, StepSummary], output_dir: str, run_id: str) -> None:
+def _add_latencies(steps: dict[tuple[str, str], StepSummary], output_dir: str, run_id: str) -> None:
     results = Path(output_dir) / "results"
     if not results.exists():
         return
     table = ds.dataset(results, format="parquet").to_table(
-        columns=["step", "latency_ms"], filter=pc.field("run_id") == run_id
+        columns=["step", "model", "latency_ms"], filter=pc.field("run_id") == run_id
     )
-    for name, step in steps.items():
-        latencies = table.filter(pc.equal(table.column("step"), name)).column("latency_ms")
+    for (name, model), step in steps.items():
+        mask = pc.and_(pc.equal(table.column("step"), name), pc.equal(table.column("model"), model))
+        latencies = table.filter(mask).column("latency_ms")
         if len(latencies):
             p50, p95 = pc.quantile(latencies, q=[0.5, 0.95]).to_pylist()
             step.latency_p50_ms, step.latency_p95_ms = round(p50, 1), round(p95, 1)

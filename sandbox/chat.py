@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import itertools
+import json
 import random
 import secrets
 import time
@@ -44,8 +45,10 @@ from sandbox.render import (
 )
 from sandbox.responder import (
     NO_DIRECTIVES,
+    Answer,
     DirectiveError,
     Directives,
+    ResponseFormatError,
     canonical_messages,
     count_prompt_tokens,
     parse_directives,
@@ -122,7 +125,7 @@ class ChatHandler:
         canonical = canonical_messages(request.messages)
         call.prompt = hash_canonical(canonical)
         directives = self._directives(request, call.prompt)
-        rendering = self._render(route, request, canonical)
+        rendering = self._render(route, request, canonical, directives)
         self._check_context_window(rendering)
         self._check_limits(route, rendering.usage["total_tokens"], call)
         fault = self._faults.choose(directives)
@@ -141,19 +144,30 @@ class ChatHandler:
             await send_bytes(send, 200, body or completion_body(rendering), call.headers)
         return 200
 
-    def _render(self, route: Route, request: ChatCompletionRequest, canonical: str) -> Rendering:
+    def _render(
+        self, route: Route, request: ChatCompletionRequest, canonical: str, directives: Directives
+    ) -> Rendering:
         """The answer to `request` with its usage and a chat id derived from the request."""
         limit = request.max_completion_tokens
         if limit is None:
             limit = request.max_tokens
-        answer = respond(
-            route.model,
-            request.messages,
-            tools=request.tools,
-            max_tokens=limit,
-            canonical=canonical,
-        )
-        digest = hashlib.sha256(f"{route.model}\n{limit}\n{canonical}".encode()).hexdigest()
+        try:
+            answer = respond(
+                route.model,
+                request.messages,
+                tools=request.tools,
+                max_tokens=limit,
+                canonical=canonical,
+                response_format=request.response_format,
+                directives=directives,
+            )
+        except ResponseFormatError as exc:
+            raise HttpError(400, str(exc), type="invalid_request_error", param="response_format") from exc
+        self._count_output_directives(request, answer, directives)
+        seed = f"{route.model}\n{limit}\n{canonical}"
+        if request.response_format is not None:
+            seed += "\n" + json.dumps(request.response_format, sort_keys=True)
+        digest = hashlib.sha256(seed.encode()).hexdigest()
         return Rendering(
             chat_id=f"chatcmpl-{digest[:24]}",
             created=int(time.time()),
@@ -162,6 +176,16 @@ class ChatHandler:
             usage=usage_dict(count_prompt_tokens(request.messages), answer.completion_tokens),
             strip_arguments=self.config.strip_tool_arguments and route.byok,
         )
+
+    def _count_output_directives(
+        self, request: ChatCompletionRequest, answer: Answer, directives: Directives
+    ) -> None:
+        """Count `bad_output` / `wrong_output` in the stats when they shaped a JSON answer."""
+        if (request.response_format or {}).get("type", "text") == "text" or answer.tool_calls:
+            return
+        for name in ("bad_output", "wrong_output"):
+            if getattr(directives, name):
+                self.stats.record_fault(f"directive:{name}")
 
     def _directives(self, request: ChatCompletionRequest, prompt: str) -> Directives:
         """Parse directives; `times=N` switches them off after N arrivals of this prompt."""

@@ -28,12 +28,35 @@ Tool calling
     `"{model} answers: The results are {c1}, {c2}."` (several trailing tool messages), with the
     whitespace inside tool results collapsed to single spaces.
 
+Structured output (`response_format`)
+    `{"type": "text"}` or no response_format: the text answer above. Otherwise the content is
+    `json.dumps(value)` (default separators, keys in insertion order, ASCII-escaped), never
+    truncated by max_tokens (so it always parses), `finish_reason="stop"`:
+
+    - `{"type": "json_object"}`: `{"answer": <the text answer>}`
+      (`expected_json_object_answer(model, messages)`).
+    - `{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}, "strict": ...}}`: a
+      value valid for `schema`, built by `sandbox.structured.schema_instance` (its docstring has
+      the exact rules: every property in schema order, `$ref`/`$defs` resolved, enum picked by
+      hash, numbers within bounds, 1-3 array items, first anyOf/oneOf alternative, ...). Strings
+      are taken from the text answer's words after `"{model} answers:"`; the seed is
+      `sha256(model + "\n" + canonical_messages(messages) + "\n" + schema as sorted compact
+      JSON)`, so `name` and `strict` do not matter (`expected_structured_answer(model, messages,
+      schema)`). Pydantic's `Model.model_json_schema()` and the openai SDK's strict schemas work.
+
+    A response_format of another type, a json_schema without a `schema` object, or a schema with
+    no instance the sandbox can build (external refs, `false`, required recursion) is a 400
+    `invalid_request_error` with `param="response_format"`. The calculator's tool calls still take
+    precedence; the answer after the tool results is structured. The output directives
+    `bad_output` / `wrong_output` (below) only affect requests with a JSON response_format.
+
 Token counting
     prompt_tokens = sum over all messages of (number of whitespace-separated words of content + 4).
     completion_tokens = number of whitespace-separated words of the returned content; for a
     tool-call answer, the words of each call's name plus the words of its arguments JSON.
     `max_completion_tokens` (else `max_tokens`) truncates text answers to that many words and sets
-    `finish_reason="length"`; otherwise it is `"stop"`. Tool-call answers are never truncated.
+    `finish_reason="length"`; otherwise it is `"stop"`. Tool-call answers and answers to a JSON
+    response_format (bad_output's text too) are never truncated: completion_tokens may exceed it.
 
 Directives (in the last user message; removed from the echoed text)
     `[[sandbox:status=NNN]]`     fail with HTTP NNN and an OpenAI-shaped error body
@@ -47,6 +70,14 @@ Directives (in the last user message; removed from the echoed text)
     `[[sandbox:malformed]]`      answer 200 with a body (or a stream chunk) that is not valid JSON
     `[[sandbox:stream_cut]]`     a streamed answer stops midway, without finish_reason and [DONE]
                                  (no effect on non-streamed requests)
+    `[[sandbox:bad_output]]`     a JSON response_format request answers 200 with the plain text
+                                 answer (not JSON at all)
+    `[[sandbox:wrong_output]]`   a JSON response_format request answers 200 with valid JSON that
+                                 the schema rejects: `{}` when the root is an object with required
+                                 properties, else a value of a type the root does not admit (see
+                                 `sandbox.structured.violating_instance`); for json_object, the JSON
+                                 array `[<the text answer>]`
+    Both are "active" for `times=N`, so `bad_output` + `times=1` fails once, then answers validly.
 """
 
 from __future__ import annotations
@@ -57,6 +88,15 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from sandbox.structured import (
+    JSON_OBJECT,
+    OutputFormat,
+    ResponseFormatError,
+    SchemaError,
+    parse_response_format,
+    schema_instance,
+    violating_instance,
+)
 from schemas.wire import ChatMessage
 
 FILLER_WORDS: tuple[str, ...] = (
@@ -79,6 +119,9 @@ _EXPRESSION_RE = re.compile(rf"({_NUMBER})\s*([-+*/])\s*({_NUMBER})")
 _OPERATIONS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}
 
 
+_FLAGS = ("hang", "drop", "malformed", "stream_cut", "bad_output", "wrong_output")
+
+
 class DirectiveError(ValueError):
     """A `[[sandbox:...]]` directive the sandbox does not understand."""
 
@@ -94,11 +137,14 @@ class Directives:
     drop: bool = False
     malformed: bool = False
     stream_cut: bool = False
+    bad_output: bool = False
+    wrong_output: bool = False
 
     @property
     def active(self) -> bool:
         """True when any directive changes how the request is answered."""
-        return self.status is not None or self.hang or self.drop or self.malformed or self.stream_cut
+        faults = self.hang or self.drop or self.malformed or self.stream_cut
+        return self.status is not None or faults or self.bad_output or self.wrong_output
 
 
 NO_DIRECTIVES = Directives()
@@ -151,9 +197,9 @@ def _directive_value(name: str, value: str) -> Any:
             return float(value)
     except ValueError as exc:
         raise DirectiveError(f"[[sandbox:{name}={value}]] needs a number") from exc
-    if name in ("hang", "drop", "malformed", "stream_cut"):
+    if name in _FLAGS:
         return True
-    known = "status=NNN, retry_after=S, times=N, hang, drop, malformed, stream_cut"
+    known = "status=NNN, retry_after=S, times=N, " + ", ".join(_FLAGS)
     raise DirectiveError(f"unknown sandbox directive {name!r}; known directives: {known}")
 
 
@@ -199,6 +245,50 @@ def expected_answer(model: str, messages: list[ChatMessage], *, canonical: str |
     words = _echo_words(messages)
     words.reverse()
     return " ".join([prefix, *words, *_filler(model, canonical)])
+
+
+def _structured_seed(model: str, canonical: str, schema: dict[str, Any]) -> bytes:
+    """The seed of a schema instance: the model, the conversation and the schema."""
+    compact = json.dumps(schema, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{model}\n{canonical}\n{compact}".encode()).digest()
+
+
+def structured_content(
+    model: str,
+    messages: list[ChatMessage],
+    output: OutputFormat,
+    directives: Directives = NO_DIRECTIVES,
+    *,
+    canonical: str | None = None,
+) -> str:
+    """The content of a JSON response_format answer, as the output directives shape it."""
+    if canonical is None:
+        canonical = canonical_messages(messages)
+    text = expected_answer(model, messages, canonical=canonical)
+    if output.schema is None:
+        valid: Any = {"answer": text}
+        wrong: Any = [text]
+    else:
+        # The valid instance is built even under a directive, so a bad schema is always a 400.
+        try:
+            seed = _structured_seed(model, canonical, output.schema)
+            valid = schema_instance(output.schema, seed=seed, words=text.split()[2:])
+            wrong = violating_instance(output.schema, text) if directives.wrong_output else None
+        except (SchemaError, RecursionError) as exc:
+            raise ResponseFormatError(f"Invalid schema for response_format {output.name!r}: {exc}") from exc
+    if directives.bad_output:
+        return text
+    return json.dumps(wrong if directives.wrong_output else valid)
+
+
+def expected_structured_answer(model: str, messages: list[ChatMessage], schema: dict[str, Any]) -> str:
+    """The content of a `json_schema` answer for `schema` (no output directive)."""
+    return structured_content(model, messages, OutputFormat(None, schema))
+
+
+def expected_json_object_answer(model: str, messages: list[ChatMessage]) -> str:
+    """The content of a `json_object` answer: `{"answer": <the text answer>}`."""
+    return structured_content(model, messages, JSON_OBJECT)
 
 
 def offers_calculator(tools: list[dict[str, Any]] | None) -> bool:
@@ -260,11 +350,20 @@ def respond(
     tools: list[dict[str, Any]] | None = None,
     max_tokens: int | None = None,
     canonical: str | None = None,
+    response_format: dict[str, Any] | None = None,
+    directives: Directives = NO_DIRECTIVES,
 ) -> Answer:
-    """The answer to a request: tool calls when the calculator applies, else (truncated) text."""
+    """The answer: tool calls when the calculator applies, else JSON or (truncated) text.
+
+    Raises ResponseFormatError for a response_format the sandbox cannot answer.
+    """
+    output = parse_response_format(response_format)
     calls = calculator_calls(messages, tools)
     if calls is not None:
         return Answer(None, calls, "tool_calls", _tool_call_tokens(calls))
+    if output is not None:
+        content = structured_content(model, messages, output, directives, canonical=canonical)
+        return Answer(content, None, "stop", len(content.split()))
     words = expected_answer(model, messages, canonical=canonical).split()
     if max_tokens is not None and max_tokens < len(words):
         kept = words[: max(max_tokens, 0)]

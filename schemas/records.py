@@ -7,6 +7,7 @@ sent, which is what resume uses to never request the same thing twice.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -22,7 +23,17 @@ STEP_VIEW_FIELDS = (
     "completion_tokens",
     "total_tokens",
     "latency_ms",
+    "parsed",
 )
+
+
+def step_view(fields: dict[str, Any]) -> dict[str, Any]:
+    """A result's fields as a later step's template sees them (`parsed` as a JSON value)."""
+    view = {name: fields.get(name) for name in STEP_VIEW_FIELDS}
+    if isinstance(view["parsed"], str):
+        view["parsed"] = json.loads(view["parsed"])
+    return view
+
 
 RESULT_SCHEMA = pa.schema(
     [
@@ -42,6 +53,12 @@ RESULT_SCHEMA = pa.schema(
         pa.field("attempts", pa.int32()),
         pa.field("request_id", pa.string()),
         pa.field("completed_at", pa.timestamp("ms", tz="UTC")),
+        # Structured output, validated, as JSON text.
+        pa.field("parsed", pa.string()),
+        # Runner steps: model calls used, the local tool calls, the gateway's MCP tool results.
+        pa.field("steps_used", pa.int32()),
+        pa.field("tool_trace", pa.string()),
+        pa.field("mcp_results", pa.string()),
     ]
 )
 
@@ -85,6 +102,10 @@ class ResultRecord:
     attempts: int
     request_id: str | None
     completed_at: Any
+    parsed: str | None = None
+    steps_used: int | None = None
+    tool_trace: str | None = None
+    mcp_results: str | None = None
 
 
 @dataclass(slots=True)

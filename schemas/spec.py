@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from schemas.providers import SUPPORTED_PROVIDERS, check_provider, split_model
 
@@ -127,13 +127,46 @@ class RateLimits(SpecModel):
     )
 
 
+def _credentials_shape(value: Any) -> str:
+    # One key source has `secret` or `env`; anything else is a mapping of provider -> key source.
+    if isinstance(value, CredentialsSpec) or (isinstance(value, dict) and {"secret", "env"} & value.keys()):
+        return "credentials"
+    return "per_provider"
+
+
+StepCredentials = Annotated[
+    Annotated[CredentialsSpec, Tag("credentials")]
+    | Annotated[dict[str, CredentialsSpec], Tag("per_provider")],
+    Discriminator(_credentials_shape),
+]
+# Union tags pydantic puts in error locations; the spec's error messages leave them out.
+UNION_TAGS = frozenset({"credentials", "per_provider"})
+
+
+class RunnerSpec(SpecModel):
+    """A runner step: the model may call tools over several model calls before it answers."""
+
+    max_steps: int = Field(10, ge=1, le=100, description="Most model calls per row.")
+    tools: list[str] = Field(
+        default_factory=list, description="Local tools by import path, e.g. 'mypkg.tools:calculator'."
+    )
+    mcp_servers: list[str | dict[str, Any]] = Field(
+        default_factory=list, description="MCP servers the gateway runs (slugs, URLs or specs)."
+    )
+
+
 class StepSpec(SpecModel):
-    """One pipeline step: a chat completion per row."""
+    """One pipeline step: a chat completion (or a runner loop) per row and model."""
 
     name: str = Field(description="Step name: letters, digits and underscores.")
-    model: str = Field(description="'provider/model', e.g. 'openai/gpt-4o-mini'.")
-    credentials: CredentialsSpec | None = Field(
-        None, description="BYOK provider key source; without it the gateway's own keys are used."
+    model: str | None = Field(None, description="'provider/model', e.g. 'openai/gpt-4o-mini'.")
+    models: list[str] | None = Field(
+        None, description="Several 'provider/model' names: every row goes to each of them."
+    )
+    credentials: StepCredentials | None = Field(
+        None,
+        description="BYOK provider key source, or one per provider ({openai: {...}, anthropic: {...}}); "
+        "without it the gateway's own keys are used.",
     )
     instructions: str | None = Field(None, description="System message template.")
     input: str | None = Field(None, description="User message template over the row's columns.")
@@ -142,7 +175,12 @@ class StepSpec(SpecModel):
         None, description="Column already holding chat messages (a list of {role, content})."
     )
     params: RequestParams = Field(default_factory=RequestParams)
-    concurrency: int = Field(64, ge=1, le=10_000, description="Requests in flight for this step.")
+    output_model: str | None = Field(
+        None, description="Structured output: a pydantic model by import path ('mypkg.models:Answer')."
+    )
+    stream: bool = Field(False, description="Stream responses (SSE); records also get time to first token.")
+    runner: RunnerSpec | None = Field(None, description="Run the tool-calling loop for each row.")
+    concurrency: int = Field(64, ge=1, le=10_000, description="Requests in flight per model of this step.")
     timeout: float = Field(60.0, gt=0, description="Seconds one request may take.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     limits: RateLimits = Field(
@@ -160,32 +198,60 @@ class StepSpec(SpecModel):
 
     @field_validator("model")
     @classmethod
-    def _model_names_provider(cls, value: str) -> str:
-        provider, name = split_model(value)
-        if provider is None or not name:
-            raise ValueError(f"model must be 'provider/model' (e.g. 'openai/gpt-4o-mini'), got {value!r}")
-        _checked_provider(provider)
+    def _model_names_provider(cls, value: str | None) -> str | None:
+        return None if value is None else _checked_model(value)
+
+    @field_validator("models")
+    @classmethod
+    def _models_name_providers(cls, value: list[str] | None) -> list[str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("'models' needs at least one model")
+        if len(set(value)) != len(value):
+            raise ValueError(f"'models' lists a model twice: {value}")
+        return [_checked_model(model) for model in value]
+
+    @field_validator("credentials")
+    @classmethod
+    def _credentials_per_known_provider(
+        cls, value: CredentialsSpec | dict[str, CredentialsSpec] | None
+    ) -> CredentialsSpec | dict[str, CredentialsSpec] | None:
+        if isinstance(value, dict):
+            for provider in value:
+                _checked_provider(provider)
         return value
 
     @model_validator(mode="after")
-    def _one_prompt_source(self) -> StepSpec:
-        sources = [
-            self.input is not None,
-            self.messages is not None,
-            self.messages_column is not None,
-        ]
+    def _consistent(self) -> StepSpec:
+        if (self.model is None) == (self.models is None):
+            raise ValueError("give exactly one of 'model' or 'models'")
+        sources = [self.input is not None, self.messages is not None, self.messages_column is not None]
         if sum(sources) != 1:
             raise ValueError("give exactly one prompt source: 'input', 'messages' or 'messages_column'")
         if self.instructions is not None and self.input is None:
             raise ValueError("'instructions' goes with 'input'; put a system message in 'messages'")
+        if self.output_model and self.params.response_format:
+            raise ValueError("give 'output_model' or 'params.response_format', not both")
         return self
 
     @property
-    def provider(self) -> str:
-        """The provider requests of this step go to."""
-        if self.credentials and self.credentials.provider:
-            return self.credentials.provider
-        return split_model(self.model)[0] or ""
+    def model_names(self) -> list[str]:
+        """Every model this step sends each row to."""
+        return list(self.models) if self.models is not None else [self.model or ""]
+
+    def credentials_for(self, model: str) -> CredentialsSpec | None:
+        """The credentials requests to `model` use (by its provider when given per provider)."""
+        if isinstance(self.credentials, dict):
+            return self.credentials.get(split_model(model)[0] or "")
+        return self.credentials
+
+    def provider_for(self, model: str) -> str:
+        """The provider requests to `model` go to."""
+        credentials = self.credentials_for(model)
+        if credentials is not None and credentials.provider:
+            return credentials.provider
+        return split_model(model)[0] or ""
 
 
 class PipelineSpec(SpecModel):
@@ -228,6 +294,14 @@ def _checked_provider(provider: str) -> str:
             f"unknown provider {provider!r}; supported providers: {', '.join(SUPPORTED_PROVIDERS)}"
         )
     return check_provider(provider)
+
+
+def _checked_model(value: str) -> str:
+    provider, name = split_model(value)
+    if provider is None or not name:
+        raise ValueError(f"model must be 'provider/model' (e.g. 'openai/gpt-4o-mini'), got {value!r}")
+    _checked_provider(provider)
+    return value
 
 
 def _resolve(path: str, base: Path) -> str:

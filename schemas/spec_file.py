@@ -10,7 +10,7 @@ import yaml
 from pydantic import ValidationError
 
 from schemas.errors import SpecError
-from schemas.spec import PipelineSpec
+from schemas.spec import UNION_TAGS, PipelineSpec
 
 
 def load_spec(path: str | Path) -> PipelineSpec:
@@ -62,7 +62,9 @@ def spec_json_schema() -> str:
 
 def _location(loc: tuple[int | str, ...]) -> str:
     text = ""
-    for part in loc:
+    for index, part in enumerate(loc):
+        if part in UNION_TAGS and index and loc[index - 1] == "credentials":
+            continue
         text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
     return text or "(top level)"
 

@@ -64,9 +64,7 @@ def _stale_positions(listing: pa.Table) -> pa.Array:
     """Indices (into `listing`) of records that are not the one kept for their key."""
     # The kept record of a key: highest rank, then the first in listing order (exact duplicates).
     best = listing.group_by(_KEY).aggregate([("rank", "max")])
-    joined = listing.join(best, keys=_KEY).filter(
-        pc.equal(pc.field("rank"), pc.field("rank_max"))
-    )
+    joined = listing.join(best, keys=_KEY).filter(pc.equal(pc.field("rank"), pc.field("rank_max")))
     kept = joined.group_by(_KEY).aggregate([("order", "min")]).column("order_min")
     keep_mask = pc.is_in(listing.column("order"), value_set=kept)
     return pc.indices_nonzero(pc.invert(keep_mask))

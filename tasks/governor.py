@@ -1,23 +1,12 @@
-"""One rate governor per provider key per process: pacing, concurrency and 429 back-off.
+"""One rate governor per provider key per process: RPM/TPM pacing, concurrency, 429 back-off.
 
-Every shard task and step of a process that uses a key goes through the same `RateGovernor`, so
-limits hold for the key as a whole, whichever event loop (thread) a task runs on:
-
-- RPM: a GCRA token bucket (burst of half a second's worth, at least 1) whose steady rate is held
-  under the limit by the burst and a 1 % headroom, so no sliding 60 s window ever holds more than
-  `rpm` admissions, even when arrivals at the provider jitter by up to ~0.6 s.
-- TPM: the same kind of bucket over estimated tokens spreads requests out; a 60 s log of the
-  tokens admitted (estimates, corrected to actual usage when the response reports it) is the
-  hard cap, mirroring how the provider counts.
-- Concurrency: a FIFO of waiters; with `adaptive`, a 429 halves the limit (once per episode) and
-  successes add one slot back per "round" of successes (AIMD).
-- A 429 pauses the whole key until its Retry-After has passed; with `adaptive`, the provider's
-  `x-ratelimit-*` headers pause it until the reset when nothing remains, and teach the limits
-  that were not configured.
-
-State sits behind a `threading.Lock`; a waiter only ever awaits a future of its own event loop
-(woken thread-safely) or sleeps, so nothing asyncio-bound is shared between loops. The registry
-is keyed by an HMAC of the key with a per-process secret: the key itself is never stored.
+Shared by every shard task and step using the key, on whatever event loop (thread): state sits
+behind a `threading.Lock` and a waiter only awaits a future of its own loop, woken thread-safely.
+RPM is a GCRA bucket whose burst is paid for out of its rate, so no sliding 60 s window holds more
+than `rpm`; TPM is a bucket spreading estimated tokens plus a 60 s log (corrected to actual usage)
+capping them as the provider counts. A 429 pauses the key until Retry-After and, with `adaptive`,
+halves concurrency (AIMD); `x-ratelimit-*` headers pause it when nothing remains and teach unset
+limits. The registry holds an HMAC of each key, never the key.
 """
 
 from __future__ import annotations
@@ -43,15 +32,17 @@ Headers = Mapping[str, str]
 WINDOW_S = 60.0
 # Fraction of each limit held back: absorbs jitter between our admission and the provider's count.
 HEADROOM = 0.01
-# Burst allowance, in seconds of the steady rate.
+# Bursts, in seconds of the steady rate. TPM's is larger: it must hold typical requests and late
+# refunds, and its 60 s token log, not the bucket, is what keeps TPM under the limit.
 BURST_S = 0.5
+TPM_BURST_S = 3.0
 # Growth ceiling of adaptive concurrency when no max_concurrency is configured.
 CEILING = 1024
 # Pause after a 429 that says nothing about when to come back.
 DEFAULT_PAUSE_S = 1.0
 _UNBOUNDED = 1 << 30
 _BLOCKED = math.inf
-# Shortest sleep: a wait that float rounding shrank to nothing must still move the clock on.
+# Shortest wait: one that float rounding shrank to nothing must still move a clock on.
 _MIN_WAIT = 1e-6
 
 _SECRET = os.urandom(32)
@@ -59,7 +50,7 @@ _REGISTRY: dict[str, RateGovernor] = {}
 _REGISTRY_LOCK = threading.Lock()
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
-# (limit, remaining, reset) header names: requests first, then tokens.
+# (limit, remaining, reset) header names of requests, then of tokens.
 _HEADERS = tuple(
     (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
     for kind in ("requests", "tokens")
@@ -72,9 +63,8 @@ def key_id(key: str) -> str:
 
 
 def governor_for(key: str, limits: RateLimits | None = None) -> RateGovernor:
-    """The process-wide governor of `key`; a second caller's limits merge in (tighter wins)."""
-    kid = key_id(key)
-    limits = limits or RateLimits()
+    """The process-wide governor of `key`; a later caller's limits merge in (tighter wins)."""
+    kid, limits = key_id(key), limits or RateLimits()
     with _REGISTRY_LOCK:
         governor = _REGISTRY.get(kid)
         if governor is None:
@@ -90,36 +80,29 @@ def reset_governors() -> None:
         _REGISTRY.clear()
 
 
+def _tight(x: int | None, y: int | None) -> int | None:
+    return y if x is None else x if y is None else min(x, y)
+
+
 def merge_limits(a: RateLimits, b: RateLimits) -> RateLimits:
     """The tighter of two limit sets: the min of each configured value; adaptive if either is."""
-
-    def tight(x: int | None, y: int | None) -> int | None:
-        return y if x is None else x if y is None else min(x, y)
-
-    return RateLimits(
-        rpm=tight(a.rpm, b.rpm),
-        tpm=tight(a.tpm, b.tpm),
-        max_concurrency=tight(a.max_concurrency, b.max_concurrency),
-        adaptive=a.adaptive or b.adaptive,
-    )
+    tightest = {f: _tight(getattr(a, f), getattr(b, f)) for f in ("rpm", "tpm", "max_concurrency")}
+    return RateLimits(**tightest, adaptive=a.adaptive or b.adaptive)
 
 
 def parse_reset(text: str) -> float | None:
-    """Seconds in an OpenAI-style reset value (`1s`, `6m0s`, `250ms`, `0.5s`, `20`); None if unreadable."""
+    """Seconds in an OpenAI-style reset (`1s`, `6m0s`, `250ms`, `0.5s`, `20`); None if unreadable."""
     text = text.strip()
     try:
         seconds = float(text)
     except ValueError:
-        pass
-    else:
-        return max(0.0, seconds) if math.isfinite(seconds) else None
-    total, end = 0.0, 0
-    for match in _DURATION.finditer(text):
-        if match.start() != end:
-            return None
-        total += float(match.group(1)) * _UNITS[match.group(2)]
-        end = match.end()
-    return total if end and end == len(text) else None
+        total, end = 0.0, 0
+        for match in _DURATION.finditer(text):
+            if match.start() != end:
+                return None
+            total, end = total + float(match.group(1)) * _UNITS[match.group(2)], match.end()
+        return total if 0 < end == len(text) else None
+    return max(0.0, seconds) if math.isfinite(seconds) else None
 
 
 def _int(text: str | None) -> int | None:
@@ -134,99 +117,100 @@ class _Pacer:
 
     __slots__ = ("burst", "interval", "tat")
 
-    def __init__(self, per_minute: float, burst: float) -> None:
-        self.interval = 60.0 / per_minute
-        self.burst = burst
-        # Theoretical arrival time: when the bucket would be full again.
-        self.tat = -math.inf
+    def __init__(self, per_minute: float, burst: float, tat: float = -math.inf) -> None:
+        self.interval, self.burst = 60.0 / per_minute, burst
+        self.tat = tat  # theoretical arrival time: when the bucket is full again
 
     def wait(self, cost: float, now: float) -> float:
-        """Seconds until `cost` units fit (≤ 0: now); a cost above the burst waits for a full bucket."""
+        """Seconds until `cost` units fit (≤ 0: now); a cost above the burst needs a full bucket."""
         return self.tat - (self.burst - min(cost, self.burst)) * self.interval - now
 
     def take(self, cost: float, now: float) -> None:
-        """Spend `cost` units (the bucket may go into debt for an oversized cost)."""
+        """Spend `cost` units; an oversized cost leaves the bucket in debt."""
         self.tat = max(self.tat, now) + cost * self.interval
 
     def correct(self, diff: float, now: float) -> None:
-        """Charge `diff` more units (or refund them), never refilling beyond a full bucket."""
+        """Charge `diff` more units, or refund them without filling beyond a full bucket."""
         shifted = self.tat + diff * self.interval
         self.tat = shifted if diff >= 0 else max(shifted, min(self.tat, now))
 
 
-def _rpm_pacer(rpm: int) -> _Pacer:
-    # n admissions in any half-open window of 60 s satisfy n < burst + 60 / interval
-    # = rpm·(1 − HEADROOM) + 1, so n ≤ rpm: the burst is paid for out of the steady rate.
-    burst = max(1, math.floor(rpm * BURST_S / WINDOW_S))
-    return _Pacer(rpm * (1 - HEADROOM) - (burst - 1), burst)
+# One admitted request in the TPM log: [admitted at, tokens].
+_Charge = list[float]
 
 
-class _Charge:
-    """Tokens one admitted request counts for in the TPM log; `live` until it leaves the window."""
-
-    __slots__ = ("at", "live", "tokens")
-
-    def __init__(self, at: float, tokens: int) -> None:
-        self.at, self.tokens, self.live = at, tokens, True
-
-
-class _TokenLog:
-    """Tokens admitted in the last 60 s, capped at `budget` the way a provider's window counts."""
+class _Tokens:
+    """TPM: a bucket spreading estimated tokens, capped by a 60 s log the way the provider counts."""
 
     def __init__(self, budget: float) -> None:
-        self.budget = budget
+        self.pacer = _Pacer(budget, 1.0)
         self.entries: deque[_Charge] = deque()
-        self.total = 0
+        self.total = 0.0
+        self.retune(budget)
+
+    def retune(self, budget: float) -> None:
+        """A new per-minute budget; the bucket keeps when it is full again."""
+        self.budget = budget
+        self.pacer = _Pacer(budget, max(1.0, budget * TPM_BURST_S / WINDOW_S), self.pacer.tat)
 
     def expire(self, now: float) -> None:
-        """Forget what was admitted 60 s or more ago, as the provider's window does."""
+        """Forget what was admitted 60 s ago or more."""
         entries, cutoff = self.entries, now - WINDOW_S
-        while entries and entries[0].at <= cutoff:
-            gone = entries.popleft()
-            gone.live = False
-            self.total -= gone.tokens
+        while entries and entries[0][0] <= cutoff:
+            self.total -= entries.popleft()[1]
 
     def wait(self, cost: int, now: float) -> float:
         """Seconds until `cost` more tokens fit (≤ 0: now); alone in the window, anything fits."""
         self.expire(now)
-        entries = self.entries
-        excess = self.total + cost - self.budget
-        if excess <= 0 or not entries:
-            return 0.0
-        freed = 0
-        for charge in entries:
-            freed += charge.tokens
+        wait, excess = self.pacer.wait(cost, now), self.total + cost - self.budget
+        if excess <= 0 or not self.entries:
+            return wait
+        freed, leaves = 0.0, self.entries[-1][0]
+        for at, tokens in self.entries:
+            freed += tokens
             if freed >= excess:
-                return max(charge.at + WINDOW_S - now, _MIN_WAIT)
-        return max(entries[-1].at + WINDOW_S - now, _MIN_WAIT)
+                leaves = at
+                break
+        return max(wait, leaves + WINDOW_S - now, _MIN_WAIT)
 
-    def add(self, cost: int, now: float) -> _Charge:
-        """Record `cost` tokens admitted at `now`."""
-        charge = _Charge(now, cost)
+    def take(self, cost: int, now: float) -> _Charge:
+        """Charge `cost` tokens admitted at `now`."""
+        self.pacer.take(cost, now)
+        charge = [now, float(cost)]
         self.entries.append(charge)
         self.total += cost
         return charge
 
-    def correct(self, charge: _Charge, diff: int) -> None:
-        """Change a request's count by `diff` if it is still in the window."""
-        if charge.live:
-            charge.tokens += diff
+    def correct(self, charge: _Charge, diff: int, now: float) -> None:
+        """Charge a request `diff` more tokens (or refund them) once its usage is known."""
+        self.pacer.correct(diff, now)
+        # The clock is monotonic: an entry younger than 60 s is still in the log.
+        if charge[0] > now - WINDOW_S:
+            charge[1] += diff
             self.total += diff
 
 
 class _Waiter:
-    """A request queued for admission, with the future (on its own loop) that wakes it."""
+    """A request in line, with the future (of its own loop) that wakes it."""
 
-    __slots__ = ("fut", "loop")
+    __slots__ = ("fut", "loop", "timed")
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self.loop = loop
         self.fut: asyncio.Future[None] | None = None
+        self.timed = False  # sleeping out a time limit, which only a refund can shorten
 
 
 def _set_done(fut: asyncio.Future[None]) -> None:
     if not fut.done():
         fut.set_result(None)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
 
 
 class Permit:
@@ -235,8 +219,7 @@ class Permit:
     __slots__ = ("_charge", "_estimate", "_gov", "_reported", "_seq")
 
     def __init__(self, gov: RateGovernor, estimate: int) -> None:
-        self._gov, self._estimate = gov, estimate
-        self._seq, self._reported = 0, False
+        self._gov, self._estimate, self._seq, self._reported = gov, estimate, 0, False
         self._charge: _Charge | None = None
 
     async def __aenter__(self) -> Permit:
@@ -246,7 +229,7 @@ class Permit:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # A 429 the caller did not report still counts: the slot cannot be misused by forgetting.
+        # A 429 the caller forgot to report still counts.
         if isinstance(exc, RateLimitError) and not self._reported:
             self.rate_limited(exc.retry_after)
         self._gov._release()
@@ -264,7 +247,7 @@ class Permit:
             self._gov._on_rate_limited(self, retry_after, headers)
 
     def failed(self) -> None:
-        """The call failed otherwise: nothing to learn; its estimate stays charged (conservative)."""
+        """The call failed otherwise: nothing to learn; its estimate stays charged."""
         self._reported = True
 
 
@@ -279,24 +262,19 @@ class RateGovernor:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
-        self.key_id = key_id
-        self._clock, self._sleep = clock, sleep
+        self.key_id, self._clock, self._sleep = key_id, clock, sleep
         self._lock = threading.Lock()
         self._queue: deque[_Waiter] = deque()
-        self._in_flight = self._admitted = self._rate_limited = 0
+        self._in_flight = self._admitted = self._rate_limited = self._successes = 0
         self._paused_until = -math.inf
         # Admission number at the last decrease: 429s and successes of requests admitted before it
-        # belong to the previous episode and neither halve the limit again nor count for growth.
+        # belong to that episode, and neither halve the limit again nor count towards growth.
         self._calm_from = 0
-        self._successes = 0
-        self._learned_rpm: int | None = None
-        self._learned_tpm: int | None = None
+        self._learned: list[int | None] = [None, None]  # rpm, tpm from headers
         self._rpm: _Pacer | None = None
-        self._tpm: _Pacer | None = None
-        self._log: _TokenLog | None = None
+        self._tpm: _Tokens | None = None
         self._limit = _UNBOUNDED
-        self._limits = limits or RateLimits()
-        self._configure(self._limits, first=True)
+        self._configure(limits or RateLimits())
 
     def slot(self, estimated_tokens: int = 0) -> Permit:
         """An async context manager admitting one request of about `estimated_tokens` tokens."""
@@ -315,8 +293,8 @@ class RateGovernor:
         with self._lock:
             now = self._clock()
             paused = self._paused_until > now
-            if self._log is not None:
-                self._log.expire(now)
+            if self._tpm is not None:
+                self._tpm.expire(now)
             return {
                 "key_id": self.key_id,
                 "concurrency_limit": None if self._limit >= _UNBOUNDED else self._limit,
@@ -326,88 +304,98 @@ class RateGovernor:
                 "paused_for": self._paused_until - now if paused else 0.0,
                 "rate_limited": self._rate_limited,
                 "admitted": self._admitted,
-                "rpm": self._limits.rpm or self._learned_rpm,
-                "tpm": self._limits.tpm or self._learned_tpm,
-                "tokens_in_window": self._log.total if self._log else None,
+                "rpm": self._limits.rpm or self._learned[0],
+                "tpm": self._limits.tpm or self._learned[1],
+                "tokens_in_window": None if self._tpm is None else self._tpm.total,
                 "adaptive": self._adaptive,
             }
 
     def __repr__(self) -> str:
         return f"RateGovernor(key_id={self.key_id!r}, limits={self._limits!r})"
 
-    def _configure(self, limits: RateLimits, *, first: bool = False) -> None:
-        """Apply (merged) limits; lock held. Bucket positions carry over so nothing bursts."""
+    def _configure(self, limits: RateLimits) -> None:
+        """Apply (merged) limits; lock held (or not yet shared)."""
         self._limits = limits
         unset = limits.rpm is None and limits.tpm is None and limits.max_concurrency is None
         self._adaptive = limits.adaptive or unset
         self._ceiling = limits.max_concurrency or (CEILING if self._adaptive else _UNBOUNDED)
-        self._limit = self._ceiling if first else min(self._limit, self._ceiling)
-        self._set_rates(limits.rpm or self._learned_rpm, limits.tpm or self._learned_tpm)
+        self._limit = min(self._limit, self._ceiling)
+        self._set_rates()
 
-    def _set_rates(self, rpm: int | None, tpm: int | None) -> None:
-        old_rpm, old_tpm = self._rpm, self._tpm
-        self._rpm = _rpm_pacer(rpm) if rpm else None
-        # Keep when each bucket is full again, so a change of rate never releases a burst.
-        if self._rpm and old_rpm:
-            self._rpm.tat = old_rpm.tat
-        budget = tpm * (1 - HEADROOM) if tpm else 0.0
-        self._tpm = _Pacer(budget, max(1.0, budget * BURST_S / WINDOW_S)) if tpm else None
-        if self._tpm and old_tpm:
-            self._tpm.tat = old_tpm.tat
-        if not tpm:
-            self._log = None
-        elif self._log is None:
-            self._log = _TokenLog(budget)
+    def _set_rates(self) -> None:
+        """(Re)build the buckets; each keeps when it is full again, so no change releases a burst."""
+        rpm, tpm = self._limits.rpm or self._learned[0], self._limits.tpm or self._learned[1]
+        if rpm:
+            # n admissions in any half-open 60 s window satisfy n < burst + 60 / interval
+            # = rpm·(1 − HEADROOM) + 1, hence n ≤ rpm: the burst is paid for out of the rate.
+            burst = max(1, math.floor(rpm * BURST_S / WINDOW_S))
+            tat = self._rpm.tat if self._rpm else -math.inf
+            self._rpm = _Pacer(rpm * (1 - HEADROOM) - (burst - 1), burst, tat)
         else:
-            self._log.budget = budget
+            self._rpm = None
+        if not tpm:
+            self._tpm = None
+        elif self._tpm is None:
+            self._tpm = _Tokens(tpm * (1 - HEADROOM))
+        else:
+            self._tpm.retune(tpm * (1 - HEADROOM))
 
     async def _acquire(self, permit: Permit) -> None:
-        cost = permit._estimate
         with self._lock:
             if not self._queue:
                 now = self._clock()
-                if self._wait(cost, now) == 0.0:
+                if self._wait(permit._estimate, now) == 0.0:
                     self._take(permit, now)
                     return
             waiter = _Waiter(asyncio.get_running_loop())
             self._queue.append(waiter)
         try:
-            await self._wait_turn(waiter, permit)
+            await self._wait_in_line(waiter, permit)
         except BaseException:
             with self._lock:
                 self._forget(waiter)
             raise
 
-    async def _wait_turn(self, waiter: _Waiter, permit: Permit) -> None:
-        """Wait in line; the head sleeps out time limits or waits to be woken by a release."""
-        cost = permit._estimate
+    async def _wait_in_line(self, waiter: _Waiter, permit: Permit) -> None:
+        """FIFO: only the head checks the limits; the others wait to become head."""
         while True:
             delay = _BLOCKED
             with self._lock:
                 if self._queue[0] is waiter:
                     now = self._clock()
-                    delay = self._wait(cost, now)
+                    delay = self._wait(permit._estimate, now)
                     if delay == 0.0:
                         self._queue.popleft()
                         self._take(permit, now)
-                        # The next in line may fit at once (burst, free slots): let it look.
-                        self._wake_head()
+                        self._wake_head()  # the next in line may fit at once
                         return
-                fut = waiter.fut = waiter.loop.create_future() if delay == _BLOCKED else None
-            if fut is None:
-                await self._sleep(delay)
-            else:
+                fut = waiter.fut = waiter.loop.create_future()
+                waiter.timed = delay != _BLOCKED
+            if delay == _BLOCKED:
                 await fut
+            elif self._sleep is asyncio.sleep:
+                # A timer handle is far cheaper than racing a sleeping task (the common case).
+                handle = waiter.loop.call_later(delay, _set_done, fut)
+                try:
+                    await fut
+                finally:
+                    handle.cancel()
+            else:
+                sleeper = asyncio.ensure_future(self._sleep(delay))
+                try:
+                    await asyncio.wait((fut, sleeper), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    sleeper.cancel()
 
     def _wait(self, cost: int, now: float) -> float:
-        """0.0 if a request of `cost` tokens may go now, else seconds to wait (inf: a free slot)."""
+        """0.0 if a request of `cost` tokens may go now, else seconds to wait (inf: for a slot)."""
         if self._in_flight >= self._limit:
             return _BLOCKED
         wait = self._paused_until - now
         if self._rpm is not None:
             wait = max(wait, self._rpm.wait(1, now))
-        if self._tpm is not None and self._log is not None:
-            wait = max(wait, self._tpm.wait(cost, now), self._log.wait(cost, now))
+        if self._tpm is not None:
+            wait = max(wait, self._tpm.wait(cost, now))
         return 0.0 if wait <= 0 else max(wait, _MIN_WAIT)
 
     def _take(self, permit: Permit, now: float) -> None:
@@ -416,60 +404,57 @@ class RateGovernor:
         permit._seq = self._admitted
         if self._rpm is not None:
             self._rpm.take(1, now)
-        if self._tpm is not None and self._log is not None:
-            self._tpm.take(permit._estimate, now)
-            permit._charge = self._log.add(permit._estimate, now)
+        if self._tpm is not None:
+            permit._charge = self._tpm.take(permit._estimate, now)
 
     def _release(self) -> None:
         with self._lock:
             self._in_flight -= 1
-            self._wake_head()
+            self._wake_head(timed=False)
 
-    def _wake_head(self) -> None:
-        """Wake the first waiter if it waits on a future; lock held. Drops waiters of dead loops."""
+    def _wake_head(self, *, timed: bool = True, untimed: bool = True) -> None:
+        """Wake the head if it waits for this kind of event; lock held. Drops dead loops' waiters."""
         while self._queue:
             waiter = self._queue[0]
-            fut, waiter.fut = waiter.fut, None
-            if fut is None:
+            fut = waiter.fut
+            if fut is None or not (timed if waiter.timed else untimed):
                 return
+            waiter.fut = None
             try:
                 if waiter.loop is _running_loop():
-                    _set_done(fut)
+                    _set_done(fut)  # same loop: no need to go through the loop's self-pipe
                 else:
                     waiter.loop.call_soon_threadsafe(_set_done, fut)
                 return
-            except RuntimeError:
-                # Its loop is closed: nobody will ever take this turn.
+            except RuntimeError:  # its loop is closed: nobody will ever take this turn
                 self._queue.popleft()
 
     def _forget(self, waiter: _Waiter) -> None:
         """Take a cancelled waiter out of line; lock held."""
-        if waiter not in self._queue:
-            return
-        was_head = self._queue[0] is waiter
-        self._queue.remove(waiter)
-        if was_head:
-            self._wake_head()
+        if waiter in self._queue:
+            was_head = self._queue[0] is waiter
+            self._queue.remove(waiter)
+            if was_head:
+                self._wake_head()
 
     def _on_success(self, permit: Permit, total_tokens: int | None, headers: Headers | None) -> None:
         with self._lock:
             now = self._clock()
-            charge = permit._charge
-            if total_tokens is not None and charge and self._tpm is not None and self._log is not None:
+            if total_tokens is not None and permit._charge and self._tpm:
                 diff = total_tokens - permit._estimate
-                self._tpm.correct(diff, now)
-                self._log.correct(charge, diff)
+                self._tpm.correct(permit._charge, diff, now)
+                if diff < 0:
+                    self._wake_head(untimed=False)
             if not self._adaptive:
                 return
             if headers:
                 self._use_headers(headers, now)
-            # Grow only while the limit binds (every slot busy) and only from this episode's requests.
+            # Grow only while the limit binds (every slot busy), from this episode's requests.
             binding = self._in_flight >= self._limit and self._limit < self._ceiling
             if binding and permit._seq > self._calm_from:
                 self._successes += 1
-                if self._successes >= self._limit:
-                    self._limit += 1
-                    self._successes = 0
+                if self._successes >= self._limit:  # one more slot per round of successes
+                    self._limit, self._successes = self._limit + 1, 0
 
     def _on_rate_limited(self, permit: Permit, retry_after: float | None, headers: Headers | None) -> None:
         with self._lock:
@@ -477,45 +462,29 @@ class RateGovernor:
             self._rate_limited += 1
             if headers and self._adaptive:
                 self._use_headers(headers, now)
-            if retry_after is None:
-                retry_after = _header_reset(headers) if headers else None
+            if retry_after is None and headers:
+                resets = [parse_reset(headers[name]) for _, _, name in _HEADERS if name in headers]
+                retry_after = max((r for r in resets if r is not None), default=None)
             pause = DEFAULT_PAUSE_S if retry_after is None else retry_after
             self._paused_until = max(self._paused_until, now + pause)
             if self._adaptive and permit._seq > self._calm_from:
-                # Halve what was actually in use, not a nominal limit that never bound.
+                # Halve what was in use, not a nominal limit that never bound.
                 self._limit = max(1, min(self._limit, self._in_flight) // 2)
-                self._calm_from = self._admitted
-                self._successes = 0
+                self._calm_from, self._successes = self._admitted, 0
 
     def _use_headers(self, headers: Headers, now: float) -> None:
         """Pause until the reset when nothing remains; learn limits that were not configured."""
-        for _, remaining_name, reset_name in _HEADERS:
+        changed = False
+        for i, (limit_name, remaining_name, reset_name) in enumerate(_HEADERS):
             remaining = _int(headers.get(remaining_name))
-            reset = headers.get(reset_name)
-            if remaining is not None and remaining <= 0 and reset is not None:
-                seconds = parse_reset(reset)
+            if remaining is not None and remaining <= 0 and reset_name in headers:
+                seconds = parse_reset(headers[reset_name])
                 if seconds is not None:
                     self._paused_until = max(self._paused_until, now + seconds)
-        rpm = _int(headers.get(_HEADERS[0][0])) if self._limits.rpm is None else None
-        tpm = _int(headers.get(_HEADERS[1][0])) if self._limits.tpm is None else None
-        changed = False
-        if rpm and rpm > 0 and rpm != self._learned_rpm:
-            self._learned_rpm, changed = rpm, True
-        if tpm and tpm > 0 and tpm != self._learned_tpm:
-            self._learned_tpm, changed = tpm, True
-        if changed:
-            self._set_rates(self._limits.rpm or self._learned_rpm, self._limits.tpm or self._learned_tpm)
-
-
-def _header_reset(headers: Headers) -> float | None:
-    """The longest reset the headers name, for a 429 without Retry-After."""
-    resets = [parse_reset(headers[name]) for _, _, name in _HEADERS if name in headers]
-    found = [r for r in resets if r is not None]
-    return max(found) if found else None
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
+            limit = _int(headers.get(limit_name))
+            # Per-model limits on one key differ: the tightest seen wins, as with configured ones.
+            if limit and limit > 0 and _tight(self._learned[i], limit) != self._learned[i]:
+                self._learned[i], changed = limit, True
+        configured = (self._limits.rpm, self._limits.tpm)
+        if changed and any(c is None and n for c, n in zip(configured, self._learned, strict=True)):
+            self._set_rates()

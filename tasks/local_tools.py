@@ -147,17 +147,23 @@ class LocalTool:
         return args, kwargs
 
 
-def load_tool(path: str) -> LocalTool:
-    """Import the callable named by `"package.module:function"` and describe it as a tool."""
+def import_object(path: str, *, what: str = "tool") -> Any:
+    """The object named by `"package.module:attribute"`; ToolImportError names the path and why."""
     if not _IMPORT_PATH_RE.match(path or ""):
-        raise ToolImportError(f"tool {path!r}: expected an import path like 'package.module:function'")
+        raise ToolImportError(f"{what} {path!r}: expected an import path like 'package.module:function'")
     module_name, _, attribute = path.partition(":")
-    module = _import_module(path, module_name)
-    target: Any = module
+    target: Any = _import_module(path, module_name, what)
     for part in attribute.split("."):
         if not hasattr(target, part):
-            raise ToolImportError(f"tool {path!r}: {_describe(target)} has no attribute {part!r}")
+            raise ToolImportError(f"{what} {path!r}: {_describe(target)} has no attribute {part!r}")
         target = getattr(target, part)
+    return target
+
+
+def load_tool(path: str) -> LocalTool:
+    """Import the callable named by `"package.module:function"` and describe it as a tool."""
+    target = import_object(path)
+    attribute = path.partition(":")[2]
     if not callable(target):
         raise ToolImportError(
             f"tool {path!r}: {attribute!r} is not callable (it is a {type(target).__name__})"
@@ -179,18 +185,18 @@ def result_text(value: Any) -> str:
         return repr(value)
 
 
-def _import_module(path: str, module_name: str) -> Any:
+def _import_module(path: str, module_name: str, what: str) -> Any:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         # The module itself is missing, or it exists but imports something that is missing.
         missing = exc.name or ""
         if module_name == missing or module_name.startswith(missing + "."):
-            raise ToolImportError(f"tool {path!r}: module {module_name!r} not found") from exc
-        raise ToolImportError(f"tool {path!r}: importing module {module_name!r} failed: {exc}") from exc
+            raise ToolImportError(f"{what} {path!r}: module {module_name!r} not found") from exc
+        raise ToolImportError(f"{what} {path!r}: importing module {module_name!r} failed: {exc}") from exc
     except Exception as exc:
         raise ToolImportError(
-            f"tool {path!r}: importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
+            f"{what} {path!r}: importing module {module_name!r} failed: {type(exc).__name__}: {exc}"
         ) from exc
 
 

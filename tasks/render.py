@@ -67,9 +67,9 @@ class StepRenderer:
             rendered.append({"role": _role_of(self.step, where), "content": content})
         return rendered
 
-    def body(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+    def body(self, messages: list[dict[str, Any]], model: str) -> dict[str, Any]:
         """The request body for these messages: model, messages and the step's params."""
-        return {"model": self.step.model, "messages": messages, **self._params}
+        return {"model": model, "messages": messages, **self._params}
 
 
 def _template_sources(step: StepSpec) -> list[tuple[str, str]]:

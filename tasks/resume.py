@@ -16,6 +16,7 @@ from typing import Any
 import pyarrow.dataset as ds
 
 from schemas.records import STEP_VIEW_FIELDS as VIEW_FIELDS
+from schemas.records import step_view
 
 # Records of rows never sent depend on other records; a retry always redoes them.
 UNSENT_TYPES = frozenset({"upstream_failed", "empty_prompt", "template_error"})
@@ -66,7 +67,7 @@ def load_done_index(output_dir: str, view_steps: set[str], retry_types: frozense
         if wanted:
             views = table.take(wanted).select(list(VIEW_FIELDS)).to_pylist()
             for i, view in zip(wanted, views, strict=True):
-                index.results[hashes[i]] = view
+                index.results[hashes[i]] = step_view(view)
     if errors_dir.is_dir():
         table = ds.dataset(errors_dir, format="parquet").to_table(columns=["request_hash", "error_type"])
         index.errors = dict(

@@ -1,4 +1,4 @@
-"""One gateway client and one concurrency bound per step, shared by the step's shard tasks.
+"""One gateway client and one concurrency bound per (step, model), shared by its shard tasks.
 
 Shard tasks awaited on the flow's event loop share the pool created by the first of them, so a
 step has one connection pool sized to its concurrency however many shards run at once. Tasks on
@@ -28,12 +28,12 @@ _PoolKey = tuple[int, str, str]
 _POOLS: dict[_PoolKey, asyncio.Task[StepPool]] = {}
 
 
-async def step_pool(run_id: str, step: StepSpec, gateway: GatewaySpec) -> StepPool:
-    """The pool of `step` on the running event loop, created (and its keys loaded) on first use."""
-    key = (id(asyncio.get_running_loop()), run_id, step.name)
+async def step_pool(run_id: str, step: StepSpec, model: str, gateway: GatewaySpec) -> StepPool:
+    """The pool of `step`'s `model` on the running loop, created (keys loaded) on first use."""
+    key = (id(asyncio.get_running_loop()), run_id, f"{step.name}\n{model}")
     pending = _POOLS.get(key)
     if pending is None:
-        pending = asyncio.ensure_future(_open_pool(step, gateway))
+        pending = asyncio.ensure_future(_open_pool(step, model, gateway))
         _POOLS[key] = pending
     try:
         return await asyncio.shield(pending)
@@ -53,9 +53,9 @@ async def close_step_pools(run_id: str) -> None:
             await pending.result().client.aclose()
 
 
-async def _open_pool(step: StepSpec, gateway: GatewaySpec) -> StepPool:
+async def _open_pool(step: StepSpec, model: str, gateway: GatewaySpec) -> StepPool:
     api_key = await load_key(gateway.api_key)
-    credentials = step.credentials
+    credentials = step.credentials_for(model)
     provider_key = await load_key(credentials) if credentials else None
     client = GatewayClient(
         api_key=api_key,

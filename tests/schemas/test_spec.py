@@ -37,7 +37,8 @@ def test_valid_spec_loads_with_defaults() -> None:
     spec = parse_spec(VALID)
     step = spec.steps[0]
     assert spec.input.id_column == "qid"
-    assert step.provider == "openai"
+    assert step.provider_for("openai/gpt-4o-mini") == "openai"
+    assert step.model_names == ["openai/gpt-4o-mini"]
     assert step.params.max_tokens == 32
     assert step.retry.max_attempts == 4
     assert spec.shard_size == 1000

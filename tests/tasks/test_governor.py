@@ -8,6 +8,7 @@ import random
 import threading
 from collections.abc import Awaitable, Iterator
 from contextlib import AsyncExitStack
+from typing import Any
 
 import pytest
 
@@ -51,14 +52,15 @@ class VirtualTime:
                     break
                 raise AssertionError("deadlock: tasks wait but nobody sleeps")
             at, _, fut = heapq.heappop(self._sleepers)
-            self.now = max(self.now, at)
-            fut.set_result(None)
+            if not fut.done():  # a sleep cut short (cancelled) is not an event
+                self.now = max(self.now, at)
+                fut.set_result(None)
         for task in tasks:
             task.result()
 
 
-def governor(vt: VirtualTime, **limits: object) -> RateGovernor:
-    return RateGovernor(RateLimits(**limits), key_id="test", clock=vt.clock, sleep=vt.sleep)  # type: ignore[arg-type]
+def governor(vt: VirtualTime, **limits: Any) -> RateGovernor:
+    return RateGovernor(RateLimits(**limits), key_id="test", clock=vt.clock, sleep=vt.sleep)
 
 
 def max_in_window(times: list[float], window: float = 60.0) -> int:
@@ -119,11 +121,13 @@ def test_rpm_bound_survives_half_a_second_of_arrival_jitter() -> None:
     assert max_in_window(arrivals) <= 300
 
 
-async def test_concurrent_workers_against_the_sandbox_window_get_no_429_at_97_percent() -> None:
+@pytest.mark.parametrize("configured", [True, False], ids=["rpm-configured", "rpm-learned"])
+async def test_concurrent_workers_against_the_sandbox_window_reach_97_percent(configured: bool) -> None:
     vt = VirtualTime()
     rpm = 300
     limiter = RateLimiter(rpm, None, clock=vt.clock)
-    gov = governor(vt, rpm=rpm, max_concurrency=20)
+    # Configured: the limit itself. Not configured: adaptive, learning it from the headers.
+    gov = governor(vt, rpm=rpm, max_concurrency=32) if configured else governor(vt)
     rng = random.Random(1)
     ok = rejected = 0
 
@@ -141,9 +145,10 @@ async def test_concurrent_workers_against_the_sandbox_window_get_no_429_at_97_pe
                     rejected += 1
                     permit.rate_limited(retry_after=decision.retry_after_s, headers=headers)
 
-    await vt.run(*(worker() for _ in range(20)))
-    assert rejected == 0
+    await vt.run(*(worker() for _ in range(32)))
+    assert rejected == 0 if configured else rejected <= 0.005 * (ok + rejected)
     assert ok >= 0.97 * rpm * 10
+    assert gov.snapshot()["rpm"] == rpm
 
 
 async def test_tpm_against_the_sandbox_window_with_overestimates_gets_no_429() -> None:
@@ -158,6 +163,7 @@ async def test_tpm_against_the_sandbox_window_with_overestimates_gets_no_429() -
         nonlocal tokens_ok, rejected
         while vt.now < START + 600:
             actual = rng.randint(100, 600)
+            # Estimates 1.5 × the actual usage, corrected when each response arrives.
             async with gov.slot(estimated_tokens=int(actual * 1.5)) as permit:
                 decision = limiter.check("k", actual)
                 await vt.sleep(rng.uniform(0.5, 2.0))
@@ -170,7 +176,7 @@ async def test_tpm_against_the_sandbox_window_with_overestimates_gets_no_429() -
 
     await vt.run(*(worker() for _ in range(16)))
     assert rejected == 0
-    assert tokens_ok >= 0.9 * tpm * 10
+    assert tokens_ok >= 0.95 * tpm * 10
 
 
 async def test_tpm_accounting_charges_the_estimate_then_corrects_to_actual_usage() -> None:
@@ -190,13 +196,20 @@ async def test_tpm_accounting_charges_the_estimate_then_corrects_to_actual_usage
 async def test_a_refund_lets_the_next_request_in_sooner() -> None:
     async def second_admission(actual: int) -> float:
         vt = VirtualTime()
-        gov = governor(vt, tpm=6000)  # 99 tokens/s after headroom
-        async with gov.slot(estimated_tokens=500) as permit:
-            permit.succeeded(total_tokens=actual)
-        async with gov.slot(estimated_tokens=500):
-            return vt.now - START
+        gov = governor(vt, tpm=6000)  # 99 tokens/s after the 1 % headroom
+        admitted: list[float] = []
 
-    assert await second_admission(50) < await second_admission(500)
+        async def two_rows() -> None:
+            async with gov.slot(estimated_tokens=500) as permit:
+                permit.succeeded(total_tokens=actual)
+            async with gov.slot(estimated_tokens=500):
+                admitted.append(vt.now - START)
+
+        await vt.run(two_rows())
+        return admitted[0]
+
+    assert await second_admission(500) == pytest.approx(500 / 99)
+    assert await second_admission(50) == pytest.approx(50 / 99)
 
 
 # --- concurrency and 429s -------------------------------------------------------------------------

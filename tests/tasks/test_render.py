@@ -25,7 +25,7 @@ def test_instructions_and_input_become_system_and_user_messages() -> None:
 
 def test_body_carries_model_and_params_without_nulls() -> None:
     renderer = StepRenderer(_step(input="{{ q }}", params={"max_tokens": 5}))
-    body = renderer.body(renderer.messages({"q": "hi"}))
+    body = renderer.body(renderer.messages({"q": "hi"}), "openai/gpt-4o-mini")
     assert body == {
         "model": "openai/gpt-4o-mini",
         "messages": [{"role": "user", "content": "hi"}],
