@@ -90,7 +90,8 @@ def _render_samples(
     rows = dataset.head(count, columns=columns).to_pylist() if count else []
     samples = []
     for row in rows:
-        placeholder = {f: f"<{f}>" for f in STEP_VIEW_FIELDS}
+        placeholder: dict[str, Any] = {f: f"<{f}>" for f in STEP_VIEW_FIELDS}
+        placeholder["parsed"] = _AnyValue("parsed")
         steps = {name: placeholder for name in order}
         rendered = {}
         for name in order:
@@ -101,6 +102,22 @@ def _render_samples(
                 raise TemplateError(f"{exc} (row {spec.input.id_column}={row_id!r})") from None
         samples.append(rendered)
     return samples
+
+
+class _AnyValue:
+    """Stands in for a structured output while rendering samples: any field of it exists."""
+
+    def __init__(self, path: str) -> None:
+        self._path = path
+
+    def __getattr__(self, name: str) -> _AnyValue:
+        return _AnyValue(f"{self._path}.{name}")
+
+    def __getitem__(self, key: object) -> _AnyValue:
+        return _AnyValue(f"{self._path}[{key!r}]")
+
+    def __str__(self) -> str:
+        return f"<{self._path}>"
 
 
 async def _check_keys(spec: PipelineSpec) -> None:

@@ -143,15 +143,14 @@ class _Tokens:
     """TPM: a bucket spreading estimated tokens, capped by a 60 s log the way the provider counts."""
 
     def __init__(self, budget: float) -> None:
-        self.pacer = _Pacer(budget, 1.0)
         self.entries: deque[_Charge] = deque()
         self.total = 0.0
-        self.retune(budget)
+        self.retune(budget, -math.inf)
 
-    def retune(self, budget: float) -> None:
+    def retune(self, budget: float, tat: float | None = None) -> None:
         """A new per-minute budget; the bucket keeps when it is full again."""
-        self.budget = budget
-        self.pacer = _Pacer(budget, max(1.0, budget * TPM_BURST_S / WINDOW_S), self.pacer.tat)
+        self.budget, tat = budget, self.pacer.tat if tat is None else tat
+        self.pacer = _Pacer(budget, max(1.0, budget * TPM_BURST_S / WINDOW_S), tat)
 
     def expire(self, now: float) -> None:
         """Forget what was admitted 60 s ago or more."""

@@ -40,6 +40,8 @@ def step(name: str = "answer", model: str = "openai/gpt-4o-mini", **fields: Any)
     """A step dict with an `input` template over `question` unless another source is given."""
     if not {"input", "messages", "messages_column"} & fields.keys():
         fields["input"] = "{{ question }}"
+    if "models" in fields:
+        return {"name": name, **fields}
     return {"name": name, "model": model, **fields}
 
 
