@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -63,7 +64,7 @@ async def test_transient_faults_are_retried_and_retry_after_is_obeyed(
     checked = 0
     for log in by_prompt.values():
         log.sort(key=lambda a: a["t"])
-        for earlier, later in zip(log, log[1:], strict=False):
+        for earlier, later in pairwise(log):
             if earlier["status"] == 429:
                 assert later["t"] - earlier["t"] >= earlier["retry_after_s"]
                 checked += 1
