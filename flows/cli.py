@@ -48,18 +48,29 @@ def run(
     spec: SpecPath,
     out: Annotated[Path | None, typer.Option(help="Output directory (overrides the spec).")] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N rows.")] = None,
+    use_sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Run against a local sandbox gateway: no keys, no spend.")
+    ] = False,
 ) -> None:
     """Run a pipeline: exit 0 when it finished (provider errors are records), 2 on invalid input."""
     _quiet_prefect()
-    from schemas.spec_file import load_spec
+    from flows.pipeline import load_pipeline_spec
+    from flows.sandbox_mode import against_sandbox
 
     try:
-        pipeline_spec = load_spec(spec)
+        pipeline_spec = load_pipeline_spec(spec)
     except _user_errors() as exc:
         raise _fail(str(exc)) from None
     output_dir = str(out.resolve()) if out else pipeline_spec.output.path
-    resume_hint = f"byokflow run {spec}" + (f" --out {out}" if out else "")
-    _run_with_display(pipeline_spec, output_dir, resume_hint, out=output_dir, limit=limit)
+    resume_hint = (
+        f"byokflow run {spec}" + (f" --out {out}" if out else "") + (" --sandbox" if use_sandbox else "")
+    )
+    if not use_sandbox:
+        _run_with_display(pipeline_spec, output_dir, resume_hint, out=output_dir, limit=limit)
+        return
+    with against_sandbox(pipeline_spec) as sandboxed:
+        console.print(f"sandbox gateway on {sandboxed.gateway.base_url}")
+        _run_with_display(sandboxed, output_dir, resume_hint, out=output_dir, limit=limit)
 
 
 @app.command("retry-errors")
@@ -110,11 +121,11 @@ def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: A
 def validate(spec: SpecPath) -> None:
     """Check the spec, the input columns, the templates (on the first rows) and the keys; send nothing."""
     _quiet_prefect()
+    from flows.pipeline import load_pipeline_spec
     from flows.preflight import preflight
-    from schemas.spec_file import load_spec
 
     try:
-        checked = asyncio.run(preflight(load_spec(spec)))
+        checked = asyncio.run(preflight(load_pipeline_spec(spec)))
     except _user_errors() as exc:
         raise _fail(str(exc)) from None
     console.print(f"[green]ok[/]: {spec} — {checked.rows} rows, steps {' -> '.join(checked.order)}")

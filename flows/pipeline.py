@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import sys
 import time
 import uuid
 from pathlib import Path
@@ -89,9 +90,18 @@ async def pipeline(
     return summary
 
 
+def load_pipeline_spec(path: str | Path) -> PipelineSpec:
+    """Load a spec file; its folder becomes importable, so `tools:calculator` next to it resolves."""
+    spec = load_spec(path)
+    folder = str(Path(path).resolve().parent)
+    if folder not in sys.path:
+        sys.path.insert(0, folder)
+    return spec
+
+
 def _as_spec(spec: PipelineSpec | str, out: str | None) -> PipelineSpec:
     if not isinstance(spec, PipelineSpec):
-        spec = load_spec(spec)
+        spec = load_pipeline_spec(spec)
     if out is not None:
         spec = spec.model_copy(
             update={"output": spec.output.model_copy(update={"path": str(Path(out).resolve())})}

@@ -145,12 +145,15 @@ class _Tokens:
     def __init__(self, budget: float) -> None:
         self.entries: deque[_Charge] = deque()
         self.total = 0.0
-        self.retune(budget, -math.inf)
+        self.budget, self.pacer = budget, self._pacer(budget, -math.inf)
 
-    def retune(self, budget: float, tat: float | None = None) -> None:
+    @staticmethod
+    def _pacer(budget: float, tat: float) -> _Pacer:
+        return _Pacer(budget, max(1.0, budget * TPM_BURST_S / WINDOW_S), tat)
+
+    def retune(self, budget: float) -> None:
         """A new per-minute budget; the bucket keeps when it is full again."""
-        self.budget, tat = budget, self.pacer.tat if tat is None else tat
-        self.pacer = _Pacer(budget, max(1.0, budget * TPM_BURST_S / WINDOW_S), tat)
+        self.budget, self.pacer = budget, self._pacer(budget, self.pacer.tat)
 
     def expire(self, now: float) -> None:
         """Forget what was admitted 60 s ago or more."""
