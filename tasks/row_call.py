@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from gateway import ChatResult, GatewayError
+from gateway import ChatResult, GatewayError, RateLimitError
 from schemas.records import STEP_VIEW_FIELDS, ErrorRecord, ResultRecord, step_view
 from schemas.spec import StepSpec
 from tasks.errors import TemplateError
@@ -108,7 +108,7 @@ class StepModelRun:
             body = {**body, "stream": True, "stream_options": {"include_usage": True}}
         if self.step.runner is not None:
             return await self._send_runner(row_id, digest, body)
-        outcome = await call_with_retries(lambda: self.pool.client.chat(body), self.step.retry)
+        outcome = await call_with_retries(lambda: self._governed_chat(body), self.step.retry)
         if outcome.error is not None:
             return self._gateway_error(row_id, digest, outcome.error, outcome.attempts)
         assert outcome.result is not None
@@ -124,7 +124,7 @@ class StepModelRun:
         async def call(request: dict[str, Any]) -> ChatResult:
             nonlocal attempts
             outcome: CallOutcome = await call_with_retries(
-                lambda: self.pool.client.chat(request), self.step.retry
+                lambda: self._governed_chat(request), self.step.retry
             )
             attempts += outcome.attempts
             if outcome.error is not None:
@@ -143,6 +143,18 @@ class StepModelRun:
             record.attempts = attempts
             return record
         return self._runner_result(row_id, digest, loop, attempts)
+
+    async def _governed_chat(self, body: dict[str, Any]) -> ChatResult:
+        """One attempt, admitted by the key's rate governor and reported back to it."""
+        async with self.pool.governor.slot(estimated_tokens=estimate_tokens(body)) as permit:
+            try:
+                result = await self.pool.client.chat(body)
+            except RateLimitError as exc:
+                permit.rate_limited(retry_after=exc.retry_after)
+                raise
+            usage = result.completion.usage
+            permit.succeeded(total_tokens=usage.total_tokens if usage else None, headers=result.rate_limit)
+            return result
 
     def _result(
         self, row_id: str, digest: str, result: ChatResult, attempts: int
@@ -238,6 +250,12 @@ class StepModelRun:
             request_id=None,
             completed_at=datetime.now(UTC),
         )
+
+
+def estimate_tokens(body: dict[str, Any]) -> int:
+    """Tokens a request may use, before it is sent: ~4 characters a token plus the answer's cap."""
+    chars = sum(len(m.get("content") or "") for m in body.get("messages", ()))
+    return chars // 4 + 4 * len(body.get("messages", ())) + int(body.get("max_tokens") or 256)
 
 
 def view_of(record: ResultRecord) -> dict[str, Any]:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from gateway import GatewayClient
 from schemas.spec import GatewaySpec, StepSpec
 from tasks.credentials import load_key
+from tasks.governor import RateGovernor, governor_for
 
 
 @dataclass
@@ -22,6 +23,8 @@ class StepPool:
 
     client: GatewayClient
     slots: asyncio.Semaphore
+    # Shared with every other step of this process that uses the same key.
+    governor: RateGovernor
 
 
 _PoolKey = tuple[int, str, str]
@@ -68,4 +71,5 @@ async def _open_pool(step: StepSpec, model: str, gateway: GatewaySpec) -> StepPo
         # The spec is the single source of truth: no DEDALUS_* fallbacks inside a run.
         environ={},
     )
-    return StepPool(client=client, slots=asyncio.Semaphore(step.concurrency))
+    governor = governor_for(provider_key or api_key, step.limits)
+    return StepPool(client=client, slots=asyncio.Semaphore(step.concurrency), governor=governor)

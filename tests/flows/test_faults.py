@@ -69,3 +69,21 @@ async def test_transient_faults_are_retried_and_retry_after_is_obeyed(
                 assert later["t"] - earlier["t"] >= earlier["retry_after_s"]
                 checked += 1
     assert checked >= ROWS // 24
+
+
+async def test_a_step_told_its_rate_limit_is_paced_under_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(GATEWAY_ENV, SANDBOX_GATEWAY_KEY)
+    config = SandboxConfig.from_mapping({"gateway_keys": [SANDBOX_GATEWAY_KEY], "limits": {"rpm": 600}})
+    write_prompts(tmp_path / "prompts.parquet", [f"paced row {i}" for i in range(40)])
+    with SandboxServer(config) as server:
+        paced = step(limits={"rpm": 600}, concurrency=32)
+        await pipeline(make_spec(tmp_path, server.url, [paced], shard_size=10))
+        stats, arrivals = server.stats(), server.arrivals()
+    assert stats["rate_limited"] == 0
+    assert len(read(tmp_path / "out", "results")) == 40
+    # 600 rpm is 10 requests a second: unpaced, 40 requests at concurrency 32 would all arrive
+    # within a fraction of a second; paced, they spread over ~3.5 s after a small burst.
+    times = sorted(a["t"] for log in arrivals.values() for a in log)
+    assert times[-1] - times[0] >= 3.0
