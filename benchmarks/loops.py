@@ -99,9 +99,7 @@ async def gateway_loop(url: str, prompts: list[str], concurrency: int) -> LoopSt
     """`GatewayClient.chat`: the engine's client with everything it does per request."""
     from gateway import GatewayClient, GatewayError
 
-    client = GatewayClient(
-        api_key=DEFAULT_GATEWAY_KEY, base_url=url, max_connections=concurrency, environ={}
-    )
+    client = GatewayClient(api_key=DEFAULT_GATEWAY_KEY, base_url=url, max_connections=concurrency, environ={})
     async with client:
 
         async def send(prompt: str) -> int:

@@ -78,3 +78,43 @@ def test_sigkill_then_resume_accounts_for_every_row_once(tmp_path: Path) -> None
     sent_twice = sum(count - 1 for count in per_prompt.values())
     assert sent_twice <= CONCURRENCY, f"{sent_twice} requests were paid twice"
     assert stats["requests"] == ROWS + sent_twice
+
+
+def test_ctrl_c_saves_what_completed_and_says_how_to_resume(tmp_path: Path) -> None:
+    write_prompts(tmp_path / "prompts.parquet", [f"interrupt prompt {i}" for i in range(ROWS)])
+    config = SandboxConfig(gateway_keys=[SANDBOX_GATEWAY_KEY], latency={"fixed_ms": 40})
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "KILL_TEST_GATEWAY": SANDBOX_GATEWAY_KEY}
+    env.pop("PREFECT_API_URL", None)
+    out = tmp_path / "out"
+    with SandboxServer(config) as server:
+        spec = {
+            "name": "interrupt-test",
+            "input": {"path": "prompts.parquet"},
+            "output": {"path": "out"},
+            "gateway": {"base_url": server.url, "api_key": {"env": "KILL_TEST_GATEWAY"}},
+            "shard_size": 400,
+            "steps": [
+                {
+                    "name": "answer",
+                    "model": "openai/gpt-4o-mini",
+                    "input": "{{ question }}",
+                    "concurrency": 16,
+                }
+            ],
+        }
+        (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
+        run = _byokflow("run", str(tmp_path / "pipeline.yaml"), env=env)
+        deadline = time.monotonic() + 120
+        while _journaled(out) < 200:
+            assert run.poll() is None and time.monotonic() < deadline
+            time.sleep(0.05)
+        run.send_signal(signal.SIGINT)
+        output, _ = run.communicate(timeout=60)
+        answered = server.stats()["by_status"].get("200", 0)
+    assert run.returncode == 130, output
+    said = " ".join(output.split())  # rich wraps long lines to the terminal width
+    assert "to resume" in said and "byokflow run" in said
+    # What completed is in Parquet now, not only in a journal: at most the in-flight answers are lost.
+    saved = len(read(out, "results"))
+    assert answered - 16 <= saved <= answered
+    assert not list((out / "journal").glob("*.jsonl"))

@@ -1,0 +1,73 @@
+"""Run the benchmark suite and write `latest.json` and `latest.md`.
+
+    python -m benchmarks.run [--quick] [--only NAME ...] [--out benchmarks/results]
+
+`--quick` is the CI smoke size: it proves every benchmark still runs and exits 0 whether or not
+targets are met (missed targets are reported, not fatal). A benchmark that crashes is reported
+and makes the exit code 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+
+from benchmarks import latency, memory, rate_limit, report, sandbox_capacity, throughput
+from benchmarks.harness import Result, Sizes, log
+
+BENCHMARKS: dict[str, Callable[[Sizes], list[Result]]] = {
+    "sandbox_capacity": sandbox_capacity.run,
+    "throughput": throughput.run,
+    "latency": latency.run,
+    "rate_limit": rate_limit.run,
+    "memory": memory.run,
+}
+DEFAULT_OUT = Path(__file__).resolve().parent / "results"
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="CI smoke size (well under 2 minutes)")
+    parser.add_argument("--only", nargs="+", choices=sorted(BENCHMARKS), metavar="NAME", help="run these")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="directory for latest.json/.md")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected benchmarks one after another; write the report; return the exit code."""
+    args = parse_args(argv)
+    sizes = Sizes.quick_sizes() if args.quick else Sizes.full()
+    names = args.only or list(BENCHMARKS)
+    results: list[Result] = []
+    errors: dict[str, str] = {}
+    started = time.perf_counter()
+    for name in names:
+        log(f"{name}: start")
+        began = time.perf_counter()
+        try:
+            results.extend(BENCHMARKS[name](sizes))
+        except Exception as exc:
+            traceback.print_exc()
+            errors[name] = f"{type(exc).__name__}: {exc}"
+        log(f"{name}: done in {time.perf_counter() - began:.1f} s")
+    meta = {
+        "size": "quick" if args.quick else "full",
+        "date": report.now(),
+        "machine": report.machine(),
+        "benchmarks": names,
+        "total_s": time.perf_counter() - started,
+        "errors": errors,
+    }
+    json_path, md_path = report.write(results, args.out, meta)
+    print(report.markdown(results, meta))
+    print(f"wrote {json_path} and {md_path}")
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
