@@ -136,6 +136,23 @@ def validate(spec: SpecPath) -> None:
 
 
 @app.command()
+def export(
+    output_dir: Annotated[Path, typer.Argument(help="Output directory of a run.")],
+    to: Annotated[Path | None, typer.Option(help="File to write (default: OUTPUT_DIR/wide.parquet).")] = None,
+) -> None:
+    """Write the wide view: one row per input row, each step's output (and error type) as columns."""
+    from tasks.wide_view import wide_view
+    from tasks.write_part import write_part
+
+    if not (output_dir / "manifest.json").exists():
+        raise _fail(f"{output_dir}: not an output directory of byokflow (no manifest.json)")
+    target = to or output_dir / "wide.parquet"
+    table = wide_view(output_dir)
+    write_part(table, target.parent, target.name)
+    console.print(f"wrote {target}: {table.num_rows} rows, columns {table.column_names}")
+
+
+@app.command()
 def schema() -> None:
     """Print the spec's JSON Schema (for editor completion and checks)."""
     from schemas.spec_file import spec_json_schema

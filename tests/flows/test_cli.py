@@ -97,3 +97,58 @@ def test_secret_set_reads_stdin_and_never_echoes(tmp_path: Path) -> None:
 def test_schema_prints_json_schema() -> None:
     result = runner.invoke(app, ["schema"])
     assert result.exit_code == 0 and '"PipelineSpec"' in result.output
+
+
+def test_export_writes_the_wide_view(
+    tmp_path: Path, clean_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pyarrow.parquet as pq
+
+    monkeypatch.setenv(GATEWAY_ENV, SANDBOX_GATEWAY_KEY)
+    write_prompts(tmp_path / "prompts.parquet", ["first", "second [[sandbox:status=400]]"])
+    spec = {
+        "name": "wide",
+        "input": {"path": "prompts.parquet"},
+        "output": {"path": "out"},
+        "gateway": {"base_url": clean_sandbox.url, "api_key": {"env": GATEWAY_ENV}},
+        "steps": [
+            {"name": "draft", "model": "openai/gpt-4o-mini", "input": "{{ question }}"},
+            {
+                "name": "vote",
+                "models": ["openai/gpt-4o-mini", "google/gemini-2.5-flash"],
+                "input": "{{ question }}",
+            },
+        ],
+    }
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
+    assert runner.invoke(app, ["run", str(tmp_path / "pipeline.yaml")]).exit_code == 0
+    result = runner.invoke(app, ["export", str(tmp_path / "out")])
+    assert result.exit_code == 0, result.output
+    wide = pq.read_table(tmp_path / "out" / "wide.parquet").to_pylist()
+    assert [row["row_id"] for row in wide] == ["r00000", "r00001"]
+    assert set(wide[0]) == {
+        "row_id",
+        "draft",
+        "draft.error",
+        "vote[google/gemini-2.5-flash]",
+        "vote[google/gemini-2.5-flash].error",
+        "vote[openai/gpt-4o-mini]",
+        "vote[openai/gpt-4o-mini].error",
+    }
+    assert wide[0]["draft"].startswith("openai/gpt-4o-mini answers: first")
+    assert wide[1]["draft"] is None and wide[1]["draft.error"] == "bad_request"
+
+
+def test_a_tool_that_does_not_import_is_named(spec_file: Path) -> None:
+    result = runner.invoke(
+        app, ["validate", str(_edit(spec_file, {"runner": {"tools": ["no_such_module:calc"]}}))]
+    )
+    assert result.exit_code == 2
+    assert "tool 'no_such_module:calc': module 'no_such_module' not found" in " ".join(result.output.split())
+
+
+def test_empty_dataset_runs_as_a_no_op(tmp_path: Path, spec_file: Path, clean_sandbox: SandboxServer) -> None:
+    write_prompts(spec_file.parent / "prompts.parquet", [], ids=[])
+    result = runner.invoke(app, ["run", str(spec_file)])
+    assert result.exit_code == 0, result.output
+    assert clean_sandbox.stats()["requests"] == 0
