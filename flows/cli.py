@@ -136,6 +136,24 @@ def validate(spec: SpecPath) -> None:
 
 
 @app.command()
+def serve(
+    spec: SpecPath,
+    cron: Annotated[str, typer.Option(help='Schedule, e.g. "0 2 * * *" (nightly at 02:00).')],
+    name: Annotated[str | None, typer.Option(help="Deployment name (default: the spec's name).")] = None,
+    out: Annotated[Path | None, typer.Option(help="Output directory (overrides the spec).")] = None,
+) -> None:
+    """Serve the pipeline on a schedule with Prefect's `serve` (no work pool needed); needs a Prefect server."""
+    from flows.pipeline import load_pipeline_spec, pipeline
+
+    try:
+        pipeline_spec = load_pipeline_spec(spec)  # a bad spec fails now, not at 2 a.m.
+    except _user_errors() as exc:
+        raise _fail(str(exc)) from None
+    parameters = {"spec": str(spec.resolve()), "out": str(out.resolve()) if out else None}
+    pipeline.serve(name=name or pipeline_spec.name, cron=cron, parameters=parameters)
+
+
+@app.command()
 def export(
     output_dir: Annotated[Path, typer.Argument(help="Output directory of a run.")],
     to: Annotated[Path | None, typer.Option(help="File to write (default: OUTPUT_DIR/wide.parquet).")] = None,
