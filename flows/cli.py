@@ -142,7 +142,7 @@ def serve(
     name: Annotated[str | None, typer.Option(help="Deployment name (default: the spec's name).")] = None,
     out: Annotated[Path | None, typer.Option(help="Output directory (overrides the spec).")] = None,
 ) -> None:
-    """Serve the pipeline on a schedule with Prefect's `serve` (no work pool needed); needs a Prefect server."""
+    """Serve the pipeline on a schedule with Prefect's `serve` (needs a Prefect server, no work pool)."""
     from flows.pipeline import load_pipeline_spec, pipeline
 
     try:
