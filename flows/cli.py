@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import _thread
 import asyncio
 import os
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -100,7 +103,10 @@ def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: A
     from flows.pipeline import pipeline
     from flows.preflight import preflight
     from tasks.journal import recover_journals
+    from tasks.stop import clear_stop, stop_requested
 
+    clear_stop()
+    previous = signal.signal(signal.SIGINT, _stop_gracefully)
     try:
         asyncio.run(preflight(spec, sample_rows=0))
         with ProgressDisplay(console):
@@ -114,7 +120,48 @@ def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: A
             f"run `{resume_hint}` to resume (only missing records are requested)",
             code=130,
         ) from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        _GRACE_TIMER.cancel()
     print_summary(console, summary)
+    if stop_requested():
+        raise _fail(
+            f"stopped before the end; run `{resume_hint}` to resume (only missing records are requested)", 130
+        )
+
+
+class _GraceTimer:
+    """Aborts a graceful stop that takes too long, as a second Ctrl-C would."""
+
+    def __init__(self) -> None:
+        self._timer: threading.Timer | None = None
+
+    def start(self, seconds: float) -> None:
+        self._timer = threading.Timer(seconds, _thread.interrupt_main)
+        self._timer.daemon = True
+        self._timer.start()
+
+    def cancel(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
+_GRACE_TIMER = _GraceTimer()
+GRACE_SECONDS = 15.0
+
+
+def _stop_gracefully(signum: int, frame: object) -> None:
+    """First Ctrl-C: send nothing new and let in-flight requests finish; second: abort now."""
+    from tasks.stop import request_stop, stop_requested
+
+    if stop_requested():
+        raise KeyboardInterrupt
+    request_stop()
+    errors.print(
+        f"stopping: no new requests; waiting up to {GRACE_SECONDS:.0f} s for the ones in flight "
+        "(Ctrl-C again to abort now)"
+    )
+    _GRACE_TIMER.start(GRACE_SECONDS)
 
 
 @app.command()

@@ -29,6 +29,7 @@ from tasks.progress import board
 from tasks.resume import done_index, forget_index
 from tasks.run_step import RunInfo, StepShardOutcome, run_step_shard
 from tasks.step_pool import close_step_pools
+from tasks.stop import stop_requested
 
 
 @flow(name="byokflow-pipeline", log_prints=False)
@@ -119,6 +120,8 @@ async def _run_shards(checked: CheckedPipeline, run: RunInfo, limit: int | None)
     try:
         shards = iter_shards(checked.dataset, checked.columns, spec.shard_size, limit)
         for index, rows in enumerate(shards):
+            if stop_requested():
+                break
             if len(running) >= in_flight:
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 outcomes.extend(_collect(done))

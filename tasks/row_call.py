@@ -24,6 +24,7 @@ from tasks.resume import DoneIndex
 from tasks.retrying import CallOutcome, call_with_retries
 from tasks.runner_loop import RunnerOutcome, run_loop
 from tasks.step_pool import StepPool
+from tasks.stop import stop_requested
 from tasks.structured import InvalidOutput, OutputValidator
 
 
@@ -34,6 +35,13 @@ class Skipped:
     row_id: str
     ok: bool
     view: dict[str, Any] | None
+
+
+@dataclass(slots=True)
+class NotDispatched:
+    """A row left unsent because the run is stopping: no record, the next run sends it."""
+
+    row_id: str
 
 
 @dataclass(frozen=True)
@@ -67,8 +75,12 @@ class StepModelRun:
         self.columns = sorted(context.renderer.referenced_columns())
         self.depends_on = sorted(context.renderer.referenced_steps())
 
-    async def run_row(self, row_id: str, row: dict[str, Any]) -> ResultRecord | ErrorRecord | Skipped:
+    async def run_row(
+        self, row_id: str, row: dict[str, Any]
+    ) -> ResultRecord | ErrorRecord | Skipped | NotDispatched:
         """The record of this (step, model) for one row; never raises for a provider failure."""
+        if stop_requested() or any(row_id in self.upstream[d].stopped for d in self.depends_on):
+            return NotDispatched(row_id)
         prepared = self._prepare(row_id, row)
         if isinstance(prepared, ErrorRecord):
             if self.index.keeps_error(prepared.request_hash):
@@ -81,6 +93,8 @@ class StepModelRun:
         if self.index.keeps_error(digest):
             return Skipped(row_id, ok=False, view=None)
         async with self.pool.slots:
+            if stop_requested():  # the stop came while this row waited for a slot
+                return NotDispatched(row_id)
             record = await self._send(row_id, digest, body)
         self.journal.append(record)
         return record

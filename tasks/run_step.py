@@ -19,7 +19,7 @@ from tasks.local_tools import load_tool
 from tasks.progress import board
 from tasks.render import StepRenderer
 from tasks.resume import done_index
-from tasks.row_call import Skipped, StepModelContext, StepModelRun, view_of
+from tasks.row_call import NotDispatched, Skipped, StepModelContext, StepModelRun, view_of
 from tasks.step_pool import step_pool
 from tasks.structured import OutputValidator
 from tasks.write_part import write_part
@@ -53,9 +53,15 @@ class StepShardOutcome:
     error_types: dict[str, Counter[str]] = field(default_factory=dict)
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
+    stopped: set[str] = field(default_factory=set)
 
-    def add(self, model: str, record: ResultRecord | ErrorRecord | Skipped, keep_outputs: bool) -> None:
+    def add(
+        self, model: str, record: ResultRecord | ErrorRecord | Skipped | NotDispatched, keep_outputs: bool
+    ) -> None:
         """Count one row's record (or skip) of `model`."""
+        if isinstance(record, NotDispatched):
+            self.stopped.add(record.row_id)
+            return
         self.rows[model] += 1
         if isinstance(record, Skipped):
             self.skipped[model] += 1
@@ -121,11 +127,13 @@ async def run_step_shard(
 
 async def _tracked(
     run: StepModelRun, row_id: str, row: dict[str, Any]
-) -> ResultRecord | ErrorRecord | Skipped:
+) -> ResultRecord | ErrorRecord | Skipped | NotDispatched:
     """One row's record, counted on the progress board as it lands."""
     record = await run.run_row(row_id, row)
     name = run.step.name
-    if isinstance(record, Skipped):
+    if isinstance(record, NotDispatched):
+        pass  # not sent: neither done nor failed
+    elif isinstance(record, Skipped):
         board().record_skipped(name)
     elif isinstance(record, ResultRecord):
         board().record(name, ok=True, tokens=record.total_tokens)
