@@ -165,7 +165,10 @@ def _stop_gracefully(signum: int, frame: object) -> None:
 
 
 @app.command()
-def validate(spec: SpecPath) -> None:
+def validate(
+    spec: SpecPath,
+    estimate: Annotated[bool, typer.Option("--estimate", help="Also estimate tokens and cost.")] = False,
+) -> None:
     """Check the spec, the input columns, the templates (on the first rows) and the keys; send nothing."""
     _quiet_prefect()
     from flows.pipeline import load_pipeline_spec
@@ -180,6 +183,29 @@ def validate(spec: SpecPath) -> None:
         console.print(f"[bold]{name}[/] (first row):")
         for message in messages:
             console.print(f"  {message['role']}: {message['content']}", highlight=False)
+    if estimate:
+        _print_estimate(checked)
+
+
+def _print_estimate(checked: Any) -> None:
+    from rich.table import Table
+
+    from flows.estimate import estimate_run
+
+    table = Table(title="Estimate before any spend (answers at their max_tokens: an upper bound)")
+    for column in ("step", "model", "requests", "prompt tokens", "max answer tokens", "max cost USD"):
+        table.add_column(column)
+    total: float | None = 0.0
+    for e in estimate_run(checked):
+        cost = "unknown" if e.cost_usd is None else f"{e.cost_usd:.4f}"
+        table.add_row(
+            e.step, e.model, str(e.requests), str(e.prompt_tokens), str(e.max_completion_tokens), cost
+        )
+        total = None if total is None or e.cost_usd is None else total + e.cost_usd
+    console.print(table)
+    console.print(
+        f"total: at most {'unknown (some prices are unknown)' if total is None else f'{total:.4f} USD'}"
+    )
 
 
 @app.command()

@@ -22,6 +22,7 @@ from flows.preflight import CheckedPipeline, preflight
 from flows.summary import RunSummary, publish_artifact, summarize, write_manifest
 from schemas.spec import PipelineSpec
 from schemas.spec_file import load_spec
+from tasks.budget import forget_guard
 from tasks.compaction import compact_outputs
 from tasks.dataset import iter_shards
 from tasks.journal import recover_journals
@@ -77,11 +78,21 @@ async def pipeline(
         empty_prompts=spec.input.empty_prompts,
         retry_types=retry_types,
         view_steps=view_steps,
+        prices=spec.prices,
+        max_cost_usd=spec.max_cost_usd,
     )
     try:
         outcomes = await _run_shards(checked, run, limit)
     finally:
         forget_index(run_id)
+        budget = forget_guard(run_id)
+    if budget is not None and budget.exhausted:
+        logger.warning(
+            "budget of %s USD reached: %d requests not sent (budget_exhausted); raise max_cost_usd and "
+            "rerun to continue",
+            spec.max_cost_usd,
+            budget.refused,
+        )
     compact_outputs(output_dir)
     models = {name: spec.step(name).model_names for name in checked.order}
     summary = summarize(spec.name, run_id, output_dir, total, time.monotonic() - started, models, outcomes)

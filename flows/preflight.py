@@ -9,6 +9,7 @@ from typing import Any
 import pyarrow.dataset as ds
 
 from schemas.errors import SpecError
+from schemas.prices import load_prices
 from schemas.records import STEP_VIEW_FIELDS
 from schemas.spec import PipelineSpec
 from tasks.credentials import load_key
@@ -40,6 +41,7 @@ async def preflight(spec: PipelineSpec, *, check_keys: bool = True, sample_rows:
     """Check the step graph, the dataset, the templates and the keys; raise on the first problem."""
     renderers = {step.name: StepRenderer(step) for step in spec.steps}
     _check_imports(spec)
+    _check_prices(spec)
     depends_on = {name: r.referenced_steps() for name, r in renderers.items()}
     order = _step_order(spec, depends_on)
     dataset = open_dataset(spec.input)
@@ -127,6 +129,19 @@ async def _check_keys(spec: PipelineSpec) -> None:
             credentials = step.credentials_for(model)
             if credentials is not None:
                 await load_key(credentials)
+
+
+def _check_prices(spec: PipelineSpec) -> None:
+    """A budget needs a price for every model, else the worst case of a request is unknown."""
+    prices = load_prices(spec.prices)
+    if spec.max_cost_usd is None:
+        return
+    unpriced = sorted({m for step in spec.steps for m in step.model_names if prices.price(m) is None})
+    if unpriced:
+        raise SpecError(
+            f"max_cost_usd is set but these models have no price: {unpriced}; add them to a price file "
+            "(`prices:` in the spec, `model: {input: USD per M tokens, output: USD per M tokens}`)"
+        )
 
 
 def _check_imports(spec: PipelineSpec) -> None:

@@ -31,6 +31,8 @@ class StepSummary:
     completion_tokens: int = 0
     latency_p50_ms: float | None = None
     latency_p95_ms: float | None = None
+    # None when some result's model has no known price: "unknown", never a made-up zero.
+    cost_usd: float | None = None
 
 
 @dataclass
@@ -102,11 +104,16 @@ def _add_latencies(steps: dict[tuple[str, str], StepSummary], output_dir: str, r
     if not results.exists():
         return
     table = ds.dataset(results, format="parquet").to_table(
-        columns=["step", "model", "latency_ms"], filter=pc.field("run_id") == run_id
+        columns=["step", "model", "latency_ms", "cost_usd"], filter=pc.field("run_id") == run_id
     )
     for (name, model), step in steps.items():
         mask = pc.and_(pc.equal(table.column("step"), name), pc.equal(table.column("model"), model))
-        latencies = table.filter(mask).column("latency_ms")
+        chosen = table.filter(mask)
+        latencies, costs = chosen.column("latency_ms"), chosen.column("cost_usd")
+        if len(costs) and costs.null_count == 0:
+            step.cost_usd = round(pc.sum(costs).as_py(), 6)
+        elif not len(costs):
+            step.cost_usd = 0.0
         if len(latencies):
             p50, p95 = pc.quantile(latencies, q=[0.5, 0.95]).to_pylist()
             step.latency_p50_ms, step.latency_p95_ms = round(p50, 1), round(p95, 1)
@@ -143,6 +150,7 @@ def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
                 "errors": ", ".join(f"{k} {v}" for k, v in step.error_types.items()) or "0",
                 "tokens in/out": f"{step.prompt_tokens}/{step.completion_tokens}",
                 "p50/p95 ms": f"{_ms(step.latency_p50_ms)}/{_ms(step.latency_p95_ms)}",
+                "cost USD": "unknown" if step.cost_usd is None else f"{step.cost_usd:.4f}",
             }
         )
     return rows

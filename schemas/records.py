@@ -59,6 +59,8 @@ RESULT_SCHEMA = pa.schema(
         pa.field("steps_used", pa.int32()),
         pa.field("tool_trace", pa.string()),
         pa.field("mcp_results", pa.string()),
+        # USD at the price table's prices; null when the model's price is unknown.
+        pa.field("cost_usd", pa.float64()),
     ]
 )
 
@@ -106,6 +108,7 @@ class ResultRecord:
     steps_used: int | None = None
     tool_trace: str | None = None
     mcp_results: str | None = None
+    cost_usd: float | None = None
 
 
 @dataclass(slots=True)

@@ -13,6 +13,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
 from schemas.providers import SUPPORTED_PROVIDERS, check_provider, split_model
+from schemas.scoring import ScoreList
 
 STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
@@ -263,6 +264,17 @@ class PipelineSpec(SpecModel):
     gateway: GatewaySpec = Field(default_factory=GatewaySpec)
     steps: list[StepSpec] = Field(min_length=1)
     shard_size: int = Field(1000, ge=1, le=1_000_000, description="Rows per Prefect task run.")
+    prices: str | None = Field(
+        None, description="YAML file of model prices (USD per million input/output tokens) over the defaults."
+    )
+    max_cost_usd: float | None = Field(
+        None, gt=0, description="Hard budget of one run: no request is sent that could exceed it."
+    )
+    # After `steps`: the scorers' checks read the validated steps.
+    scores: ScoreList = Field(
+        default_factory=list,
+        description="Scorers applied to steps' outputs once the steps are done (see schemas/scoring.py).",
+    )
 
     @field_validator("steps")
     @classmethod
@@ -279,11 +291,12 @@ class PipelineSpec(SpecModel):
         return next(step for step in self.steps if step.name == name)
 
     def resolved_against(self, base: Path) -> PipelineSpec:
-        """A copy whose local input and output paths are relative to `base` (the spec's folder)."""
+        """A copy whose local input, output and price paths are relative to `base` (the spec's folder)."""
         return self.model_copy(
             update={
                 "input": self.input.model_copy(update={"path": _resolve(self.input.path, base)}),
                 "output": self.output.model_copy(update={"path": _resolve(self.output.path, base)}),
+                "prices": None if self.prices is None else _resolve(self.prices, base),
             }
         )
 

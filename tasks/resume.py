@@ -20,6 +20,8 @@ from schemas.records import step_view
 
 # Records of rows never sent depend on other records; a retry always redoes them.
 UNSENT_TYPES = frozenset({"upstream_failed", "empty_prompt", "template_error"})
+# Rows refused for lack of budget are requested again by the next run (with a larger budget).
+NEVER_KEPT = frozenset({"budget_exhausted"})
 
 
 @dataclass
@@ -44,7 +46,7 @@ class DoneIndex:
     def keeps_error(self, digest: str) -> bool:
         """Whether an error record of this request stands (it is not to be retried)."""
         error_type = self.errors.get(digest)
-        if error_type is None:
+        if error_type is None or error_type in NEVER_KEPT:
             return False
         if self.retry_types is None:
             return True

@@ -13,8 +13,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway import ChatResult, GatewayError, RateLimitError
+from schemas.prices import PriceTable
 from schemas.records import STEP_VIEW_FIELDS, ErrorRecord, ResultRecord, step_view
 from schemas.spec import StepSpec
+from tasks.budget import BudgetGuard
 from tasks.errors import TemplateError
 from tasks.fingerprint import request_hash
 from tasks.journal import RecordJournal
@@ -54,6 +56,8 @@ class StepModelContext:
     renderer: StepRenderer
     validator: OutputValidator
     tools: dict[str, LocalTool]
+    prices: PriceTable
+    budget: BudgetGuard
 
 
 class StepModelRun:
@@ -95,9 +99,41 @@ class StepModelRun:
         async with self.pool.slots:
             if stop_requested():  # the stop came while this row waited for a slot
                 return NotDispatched(row_id)
-            record = await self._send(row_id, digest, body)
+            record = await self._send_within_budget(row_id, digest, body)
         self.journal.append(record)
         return record
+
+    async def _send_within_budget(
+        self, row_id: str, digest: str, body: dict[str, Any]
+    ) -> ResultRecord | ErrorRecord:
+        worst_case = self._worst_case_cost(body)
+        if not self.c.budget.reserve(worst_case):
+            return self._budget_exhausted(row_id, digest)
+        sent: ResultRecord | ErrorRecord | None = None
+        try:
+            sent = await self._send(row_id, digest, body)
+        finally:
+            self.c.budget.settle(worst_case, getattr(sent, "cost_usd", None) or 0.0)
+        return sent
+
+    def _worst_case_cost(self, body: dict[str, Any]) -> float:
+        """The most this request can cost: estimated prompt plus `max_tokens` of answer, per call."""
+        if self.c.budget.max_cost_usd is None:
+            return 0.0
+        calls = self.step.runner.max_steps if self.step.runner else 1
+        prompt = estimate_tokens(body) - int(body.get("max_tokens") or 256)
+        # Preflight makes sure every model of a budgeted run has a price.
+        cost = self.c.prices.cost(self.model, prompt, int(body.get("max_tokens") or 4096)) or 0.0
+        return cost * calls
+
+    def _budget_exhausted(self, row_id: str, digest: str) -> ErrorRecord:
+        limit = self.c.budget.max_cost_usd
+        return self._error(
+            row_id,
+            "budget_exhausted",
+            f"not sent: it could exceed the run's budget ({limit=} USD)",
+            digest=digest,
+        )
 
     def _prepare(self, row_id: str, row: dict[str, Any]) -> tuple[dict[str, Any], str] | ErrorRecord:
         """The request body and its hash, or the record of why this row cannot be sent."""
@@ -193,6 +229,9 @@ class StepModelRun:
             attempts=attempts,
             request_id=result.request_id,
             completed_at=datetime.now(UTC),
+            cost_usd=self.c.prices.cost(
+                self.model, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0
+            ),
         )
         return self._with_structured_output(record)
 
@@ -221,6 +260,7 @@ class StepModelRun:
             mcp_results=json.dumps(loop.mcp_results, ensure_ascii=False, default=str)
             if loop.mcp_results
             else None,
+            cost_usd=self.c.prices.cost(self.model, loop.prompt_tokens, loop.completion_tokens),
         )
         return self._with_structured_output(record)
 

@@ -12,8 +12,10 @@ import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NONE
 
+from schemas.prices import load_prices
 from schemas.records import ErrorRecord, ResultRecord, error_columns, result_columns
 from schemas.spec import GatewaySpec, StepSpec
+from tasks.budget import budget_guard
 from tasks.journal import RecordJournal, journal_path
 from tasks.local_tools import load_tool
 from tasks.progress import board
@@ -37,6 +39,8 @@ class RunInfo:
     # None: a normal run; a set: `retry-errors` (empty set: every error type).
     retry_types: frozenset[str] | None = None
     view_steps: frozenset[str] = frozenset()
+    prices: str | None = None
+    max_cost_usd: float | None = None
 
 
 @dataclass
@@ -99,10 +103,11 @@ async def run_step_shard(
     part = f"part-{run.run_id[:8]}-{step.name}-{shard_index:05d}.parquet"
     journal = RecordJournal(journal_path(run.output_dir, part))
     renderer, validator = StepRenderer(step), OutputValidator(step)
+    prices, budget = load_prices(run.prices), budget_guard(run.run_id, run.max_cost_usd)
     tools = {tool.name: tool for tool in map(load_tool, step.runner.tools if step.runner else [])}
     runs = []
     for model in step.model_names:
-        context = StepModelContext(run.run_id, step, model, renderer, validator, tools)
+        context = StepModelContext(run.run_id, step, model, renderer, validator, tools, prices, budget)
         pool = await step_pool(run.run_id, step, model, run.gateway)
         runs.append(StepModelRun(context, pool, upstream, index, journal))
     table_rows = rows.to_pylist()
