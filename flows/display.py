@@ -75,7 +75,13 @@ class ProgressDisplay:
             if self.live:
                 self._update_bar(name, step, detail)
             else:
-                self.console.print(f"{name}: {step.done}/{step.total} rows, {detail}", highlight=False)
+                rate = step.done / elapsed
+                eta = (
+                    f"ETA {(step.total - step.done) / rate:.0f} s"
+                    if rate and step.done < step.total
+                    else "done"
+                )
+                self.console.print(f"{name}: {step.done}/{step.total} rows, {detail}, {eta}", highlight=False)
 
     def _update_bar(self, name: str, step: StepProgress, detail: str) -> None:
         if name not in self._bars:
@@ -84,7 +90,10 @@ class ProgressDisplay:
 
 
 def _detail(step: StepProgress, elapsed: float) -> str:
-    return f"ok {step.ok}, errors {step.errors}, {step.tokens} tokens, {step.done / elapsed:.0f} rows/s"
+    cost = f"${step.cost_usd:.4f}" + ("+unknown" if step.cost_unknown else "")
+    return (
+        f"ok {step.ok}, errors {step.errors}, {step.tokens} tokens, {cost}, {step.done / elapsed:.0f} rows/s"
+    )
 
 
 def print_summary(console: Console, summary: RunSummary) -> None:

@@ -18,8 +18,9 @@ import pyarrow as pa
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from flows.artifacts import ProgressArtifact, publish_summary
 from flows.preflight import CheckedPipeline, preflight
-from flows.summary import RunSummary, publish_artifact, summarize, write_manifest
+from flows.summary import RunSummary, summarize, write_manifest
 from schemas.spec import PipelineSpec
 from schemas.spec_file import load_spec
 from tasks.budget import forget_guard
@@ -81,8 +82,10 @@ async def pipeline(
         prices=spec.prices,
         max_cost_usd=spec.max_cost_usd,
     )
+    progress = ProgressArtifact(spec.name)
+    await progress.start()
     try:
-        outcomes = await _run_shards(checked, run, limit)
+        outcomes = await _run_shards(checked, run, limit, progress)
     finally:
         forget_index(run_id)
         budget = forget_guard(run_id)
@@ -97,7 +100,7 @@ async def pipeline(
     models = {name: spec.step(name).model_names for name in checked.order}
     summary = summarize(spec.name, run_id, output_dir, total, time.monotonic() - started, models, outcomes)
     write_manifest(summary, spec.model_dump(mode="json"))
-    await publish_artifact(summary)
+    await publish_summary(summary)
     logger.info("byokflow run %s finished: %d records in %.1f s", run_id, summary.records, summary.elapsed_s)
     return summary
 
@@ -121,7 +124,9 @@ def _as_spec(spec: PipelineSpec | str, out: str | None) -> PipelineSpec:
     return spec
 
 
-async def _run_shards(checked: CheckedPipeline, run: RunInfo, limit: int | None) -> list[StepShardOutcome]:
+async def _run_shards(
+    checked: CheckedPipeline, run: RunInfo, limit: int | None, progress: ProgressArtifact
+) -> list[StepShardOutcome]:
     spec = checked.spec
     concurrency = max(step.concurrency for step in spec.steps)
     # Enough shards in flight to keep every step's concurrency busy, few enough to bound memory.
@@ -136,10 +141,12 @@ async def _run_shards(checked: CheckedPipeline, run: RunInfo, limit: int | None)
             if len(running) >= in_flight:
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 outcomes.extend(_collect(done))
+                await progress.update()
             running.add(asyncio.ensure_future(_run_shard_steps(checked, run, index, rows)))
         if running:
             done, _ = await asyncio.wait(running)
             outcomes.extend(_collect(done))
+        await progress.update()
     finally:
         for pending in running:
             pending.cancel()

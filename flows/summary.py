@@ -10,7 +10,6 @@ from typing import Any
 
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
-from prefect.artifacts import acreate_table_artifact
 
 from tasks.run_step import StepShardOutcome
 from tasks.write_part import write_json_atomically
@@ -158,16 +157,3 @@ def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
 
 def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
-
-
-async def publish_artifact(summary: RunSummary) -> None:
-    """A Prefect table artifact summarising the run, shown in the flow run's page."""
-    key = "".join(c if c.isalnum() else "-" for c in summary.pipeline.lower()).strip("-")
-    await acreate_table_artifact(
-        table=summary_rows(summary),
-        key=f"{key or 'pipeline'}-summary",
-        description=(
-            f"byokflow run {summary.run_id}: {summary.input_rows} input rows in "
-            f"{summary.elapsed_s:.1f} s; results in {summary.results_dir}, errors in {summary.errors_dir}"
-        ),
-    )

@@ -21,6 +21,8 @@ class StepProgress:
     skipped: int = 0
     errors: int = 0
     tokens: int = 0
+    cost_usd: float = 0.0
+    cost_unknown: bool = False
     error_types: Counter[str] = field(default_factory=Counter)
 
     @property
@@ -53,13 +55,25 @@ class ProgressBoard:
         with self._lock:
             self.steps.setdefault(step, StepProgress()).skipped += 1
 
-    def record(self, step: str, *, ok: bool, tokens: int = 0, error_type: str | None = None) -> None:
-        """One row of `step` finished."""
+    def record(
+        self,
+        step: str,
+        *,
+        ok: bool,
+        tokens: int = 0,
+        cost_usd: float | None = 0.0,
+        error_type: str | None = None,
+    ) -> None:
+        """One row of `step` finished (`cost_usd` None: the model's price is unknown)."""
         with self._lock:
             progress = self.steps.setdefault(step, StepProgress())
             if ok:
                 progress.ok += 1
                 progress.tokens += tokens
+                if cost_usd is None:
+                    progress.cost_unknown = True
+                else:
+                    progress.cost_usd += cost_usd
             else:
                 progress.errors += 1
                 progress.error_types[error_type or "unknown"] += 1

@@ -141,7 +141,7 @@ async def _tracked(
     elif isinstance(record, Skipped):
         board().record_skipped(name)
     elif isinstance(record, ResultRecord):
-        board().record(name, ok=True, tokens=record.total_tokens)
+        board().record(name, ok=True, tokens=record.total_tokens, cost_usd=record.cost_usd)
     else:
         board().record(name, ok=False, error_type=record.error_type)
     return record

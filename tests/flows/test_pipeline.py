@@ -49,6 +49,21 @@ async def test_every_row_gets_the_models_answer(tmp_path: Path, clean_sandbox: S
     assert summary.steps[0].ok == 23 and summary.steps[0].errors == 0
     assert (tmp_path / "out" / "manifest.json").exists()
     assert clean_sandbox.stats()["requests"] == 23
+    await _assert_artifacts_in_prefect(summary.run_id)
+
+
+async def _assert_artifacts_in_prefect(run_id: str) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    async with get_client() as client:
+        artifacts = await client.read_artifacts(
+            artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[run_id]))
+        )
+    by_type = {a.type: a for a in artifacts}
+    assert set(by_type) >= {"table", "markdown", "progress"}
+    assert by_type["progress"].data == 100.0
+    assert "| answer | openai/gpt-4o-mini | 23 | 23 |" in str(by_type["markdown"].data)
 
 
 async def test_provider_errors_are_records_and_the_run_finishes(
