@@ -54,6 +54,10 @@ def run(
     use_sandbox: Annotated[
         bool, typer.Option("--sandbox", help="Run against a local sandbox gateway: no keys, no spend.")
     ] = False,
+    dask: Annotated[
+        str | None,
+        typer.Option(help="Run shards on Dask: a scheduler address, or 'local:N' for N local workers."),
+    ] = None,
 ) -> None:
     """Run a pipeline: exit 0 when it finished (provider errors are records), 2 on invalid input."""
     _quiet_prefect()
@@ -61,7 +65,7 @@ def run(
     from flows.sandbox_mode import against_sandbox
 
     try:
-        pipeline_spec = load_pipeline_spec(spec)
+        pipeline_spec = _with_dask(load_pipeline_spec(spec), dask)
     except _user_errors() as exc:
         raise _fail(str(exc)) from None
     output_dir = str(out.resolve()) if out else pipeline_spec.output.path
@@ -74,6 +78,21 @@ def run(
     with against_sandbox(pipeline_spec) as sandboxed:
         console.print(f"sandbox gateway on {sandboxed.gateway.base_url}")
         _run_with_display(sandboxed, output_dir, resume_hint, out=output_dir, limit=limit)
+
+
+def _with_dask(spec: Any, dask: str | None) -> Any:
+    """The spec with `--dask` applied: 'local:N' starts N local workers, anything else is an address."""
+    from schemas.errors import SpecError
+    from schemas.spec import DaskSpec
+
+    if dask is None:
+        return spec
+    if dask.startswith("local:"):
+        count = dask.removeprefix("local:")
+        if not count.isdigit() or int(count) < 1:
+            raise SpecError(f"--dask {dask!r}: expected 'local:N' with N >= 1, or a scheduler address")
+        return spec.model_copy(update={"dask": DaskSpec(workers=int(count))})
+    return spec.model_copy(update={"dask": DaskSpec(address=dask)})
 
 
 @app.command("retry-errors")
@@ -99,8 +118,8 @@ def retry_errors(
 
 def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: Any) -> None:
     """Preflight, run with live progress, print the summary; Ctrl-C keeps what completed."""
+    from flows.dask_runner import pipeline_for
     from flows.display import ProgressDisplay, print_summary
-    from flows.pipeline import pipeline
     from flows.preflight import preflight
     from tasks.journal import recover_journals
     from tasks.stop import clear_stop, stop_requested
@@ -110,7 +129,7 @@ def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: A
     try:
         asyncio.run(preflight(spec, sample_rows=0))
         with ProgressDisplay(console):
-            summary = asyncio.run(pipeline(spec, **options))
+            summary = asyncio.run(pipeline_for(spec)(spec, **options))
     except _user_errors() as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:

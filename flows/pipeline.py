@@ -19,6 +19,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.artifacts import ProgressArtifact, publish_summary
+from flows.dask_runner import worker_count
 from flows.preflight import CheckedPipeline, preflight
 from flows.summary import RunSummary, summarize, write_manifest
 from schemas.spec import PipelineSpec
@@ -81,6 +82,8 @@ async def pipeline(
         view_steps=view_steps,
         prices=spec.prices,
         max_cost_usd=spec.max_cost_usd,
+        processes=worker_count(spec.dask) if spec.dask else 1,
+        shared_pools=spec.dask is None,
     )
     progress = ProgressArtifact(spec.name)
     await progress.start()
@@ -169,14 +172,13 @@ async def _run_shard_steps(
 
     async def run_step(name: str) -> StepShardOutcome:
         upstream = {dep: await started[dep] for dep in sorted(checked.depends_on[name])}
-        return await run_step_shard(
-            rows,
-            checked.spec.step(name),
-            run,
-            index,
-            upstream,
-            keep_outputs=checked.has_dependents(name),
-        )
+        arguments = (rows, checked.spec.step(name), run, index, upstream)
+        keep = checked.has_dependents(name)
+        if run.shared_pools:
+            return await run_step_shard(*arguments, keep_outputs=keep)
+        # On Dask: submitted to the task runner; the flow's loop waits without blocking.
+        future = run_step_shard.submit(*arguments, keep_outputs=keep)
+        return await asyncio.to_thread(_result_of, future)
 
     for name in checked.order:
         started[name] = asyncio.ensure_future(run_step(name))
@@ -185,6 +187,12 @@ async def _run_shard_steps(
     for outcome in results:
         outcome.outputs.clear()
     return list(results)
+
+
+def _result_of(future: Any) -> StepShardOutcome:
+    """Wait for a submitted shard task (in a thread, so the flow's loop goes on)."""
+    outcome: StepShardOutcome = future.result()
+    return outcome
 
 
 def run_pipeline(spec: PipelineSpec | str, **options: Any) -> RunSummary:

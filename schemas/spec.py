@@ -255,6 +255,13 @@ class StepSpec(SpecModel):
         return split_model(model)[0] or ""
 
 
+class DaskSpec(SpecModel):
+    """Run the shard tasks on a Dask cluster: an existing one by address, or a local one."""
+
+    address: str | None = Field(None, description="Scheduler of an existing cluster, e.g. 'tcp://host:8786'.")
+    workers: int = Field(2, ge=1, le=512, description="Worker processes of a local cluster (no address).")
+
+
 class PipelineSpec(SpecModel):
     """A whole pipeline: input dataset, output directory, gateway and steps."""
 
@@ -270,6 +277,7 @@ class PipelineSpec(SpecModel):
     max_cost_usd: float | None = Field(
         None, gt=0, description="Hard budget of one run: no request is sent that could exceed it."
     )
+    dask: DaskSpec | None = Field(None, description="Run shards on Dask instead of in this process.")
     # After `steps`: the scorers' checks read the validated steps.
     scores: ScoreList = Field(
         default_factory=list,

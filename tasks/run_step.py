@@ -22,7 +22,7 @@ from tasks.progress import board
 from tasks.render import StepRenderer
 from tasks.resume import done_index
 from tasks.row_call import NotDispatched, Skipped, StepModelContext, StepModelRun, view_of
-from tasks.step_pool import step_pool
+from tasks.step_pool import close_step_pools, step_pool
 from tasks.structured import OutputValidator
 from tasks.write_part import write_part
 
@@ -41,6 +41,10 @@ class RunInfo:
     view_steps: frozenset[str] = frozenset()
     prices: str | None = None
     max_cost_usd: float | None = None
+    # Processes that run shard tasks at once (Dask workers): each takes its share of the limits.
+    processes: int = 1
+    # Shard tasks on the flow's event loop share pools the flow closes; elsewhere each task closes its own.
+    shared_pools: bool = True
 
 
 @dataclass
@@ -103,12 +107,13 @@ async def run_step_shard(
     part = f"part-{run.run_id[:8]}-{step.name}-{shard_index:05d}.parquet"
     journal = RecordJournal(journal_path(run.output_dir, part))
     renderer, validator = StepRenderer(step), OutputValidator(step)
-    prices, budget = load_prices(run.prices), budget_guard(run.run_id, run.max_cost_usd)
+    share = None if run.max_cost_usd is None else run.max_cost_usd / run.processes
+    prices, budget = load_prices(run.prices), budget_guard(run.run_id, share)
     tools = {tool.name: tool for tool in map(load_tool, step.runner.tools if step.runner else [])}
     runs = []
     for model in step.model_names:
         context = StepModelContext(run.run_id, step, model, renderer, validator, tools, prices, budget)
-        pool = await step_pool(run.run_id, step, model, run.gateway)
+        pool = await step_pool(run.run_id, step, model, run.gateway, run.processes)
         runs.append(StepModelRun(context, pool, upstream, index, journal))
     table_rows = rows.to_pylist()
     records = await asyncio.gather(
@@ -127,6 +132,8 @@ async def run_step_shard(
     if len(errors):
         write_part(errors.to_table(), Path(run.output_dir) / "errors", part)
     journal.close(remove=True)
+    if not run.shared_pools:
+        await close_step_pools(run.run_id)
     return outcome
 
 

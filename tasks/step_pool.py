@@ -12,7 +12,7 @@ import asyncio
 from dataclasses import dataclass
 
 from gateway import GatewayClient
-from schemas.spec import GatewaySpec, StepSpec
+from schemas.spec import GatewaySpec, RateLimits, StepSpec
 from tasks.credentials import load_key
 from tasks.governor import RateGovernor, governor_for
 
@@ -31,12 +31,14 @@ _PoolKey = tuple[int, str, str]
 _POOLS: dict[_PoolKey, asyncio.Task[StepPool]] = {}
 
 
-async def step_pool(run_id: str, step: StepSpec, model: str, gateway: GatewaySpec) -> StepPool:
+async def step_pool(
+    run_id: str, step: StepSpec, model: str, gateway: GatewaySpec, processes: int = 1
+) -> StepPool:
     """The pool of `step`'s `model` on the running loop, created (keys loaded) on first use."""
     key = (id(asyncio.get_running_loop()), run_id, f"{step.name}\n{model}")
     pending = _POOLS.get(key)
     if pending is None:
-        pending = asyncio.ensure_future(_open_pool(step, model, gateway))
+        pending = asyncio.ensure_future(_open_pool(step, model, gateway, processes))
         _POOLS[key] = pending
     try:
         return await asyncio.shield(pending)
@@ -56,7 +58,7 @@ async def close_step_pools(run_id: str) -> None:
             await pending.result().client.aclose()
 
 
-async def _open_pool(step: StepSpec, model: str, gateway: GatewaySpec) -> StepPool:
+async def _open_pool(step: StepSpec, model: str, gateway: GatewaySpec, processes: int) -> StepPool:
     api_key = await load_key(gateway.api_key)
     credentials = step.credentials_for(model)
     provider_key = await load_key(credentials) if credentials else None
@@ -71,5 +73,22 @@ async def _open_pool(step: StepSpec, model: str, gateway: GatewaySpec) -> StepPo
         # The spec is the single source of truth: no DEDALUS_* fallbacks inside a run.
         environ={},
     )
-    governor = governor_for(provider_key or api_key, step.limits)
+    governor = governor_for(provider_key or api_key, share_of(step.limits, processes))
     return StepPool(client=client, slots=asyncio.Semaphore(step.concurrency), governor=governor)
+
+
+def share_of(limits: RateLimits, processes: int) -> RateLimits:
+    """This process's share of a key's limits when `processes` processes use the key at once."""
+    if processes <= 1:
+        return limits
+
+    def part(value: int | None) -> int | None:
+        return None if value is None else max(1, value // processes)
+
+    return limits.model_copy(
+        update={
+            "rpm": part(limits.rpm),
+            "tpm": part(limits.tpm),
+            "max_concurrency": part(limits.max_concurrency),
+        }
+    )
