@@ -16,7 +16,6 @@ import hashlib
 import hmac
 import math
 import os
-import re
 import threading
 import time
 from collections import deque
@@ -26,30 +25,34 @@ from typing import Any
 
 from gateway.errors import RateLimitError
 from schemas.spec import RateLimits
+from tasks.pacing import (
+    MIN_WAIT,
+    WINDOW_S,
+    Charge,
+    Pacer,
+    TokenLog,
+    int_header,
+    merge_limits,
+    parse_reset,
+    tighter,
+)
 
 Headers = Mapping[str, str]
 
-WINDOW_S = 60.0
 # Fraction of each limit held back: absorbs jitter between our admission and the provider's count.
 HEADROOM = 0.01
-# Bursts, in seconds of the steady rate. TPM's is larger: it must hold typical requests and late
-# refunds, and its 60 s token log, not the bucket, is what keeps TPM under the limit.
+# RPM burst, in seconds of the steady rate (TPM's is in tasks/pacing.py).
 BURST_S = 0.5
-TPM_BURST_S = 3.0
 # Growth ceiling of adaptive concurrency when no max_concurrency is configured.
 CEILING = 1024
 # Pause after a 429 that says nothing about when to come back.
 DEFAULT_PAUSE_S = 1.0
 _UNBOUNDED = 1 << 30
 _BLOCKED = math.inf
-# Shortest wait: one that float rounding shrank to nothing must still move a clock on.
-_MIN_WAIT = 1e-6
 
 _SECRET = os.urandom(32)
 _REGISTRY: dict[str, RateGovernor] = {}
 _REGISTRY_LOCK = threading.Lock()
-_DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
-_UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 # (limit, remaining, reset) header names of requests, then of tokens.
 _HEADERS = tuple(
     (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
@@ -78,118 +81,6 @@ def reset_governors() -> None:
     """Forget every governor (tests)."""
     with _REGISTRY_LOCK:
         _REGISTRY.clear()
-
-
-def _tight(x: int | None, y: int | None) -> int | None:
-    return y if x is None else x if y is None else min(x, y)
-
-
-def merge_limits(a: RateLimits, b: RateLimits) -> RateLimits:
-    """The tighter of two limit sets: the min of each configured value; adaptive if either is."""
-    tightest = {f: _tight(getattr(a, f), getattr(b, f)) for f in ("rpm", "tpm", "max_concurrency")}
-    return RateLimits(**tightest, adaptive=a.adaptive or b.adaptive)
-
-
-def parse_reset(text: str) -> float | None:
-    """Seconds in an OpenAI-style reset (`1s`, `6m0s`, `250ms`, `0.5s`, `20`); None if unreadable."""
-    text = text.strip()
-    try:
-        seconds = float(text)
-    except ValueError:
-        total, end = 0.0, 0
-        for match in _DURATION.finditer(text):
-            if match.start() != end:
-                return None
-            total, end = total + float(match.group(1)) * _UNITS[match.group(2)], match.end()
-        return total if 0 < end == len(text) else None
-    return max(0.0, seconds) if math.isfinite(seconds) else None
-
-
-def _int(text: str | None) -> int | None:
-    try:
-        return None if text is None else int(float(text))
-    except (ValueError, OverflowError):
-        return None
-
-
-class _Pacer:
-    """GCRA (virtual scheduling): a bucket of `burst` units refilled at `per_minute` units."""
-
-    __slots__ = ("burst", "interval", "tat")
-
-    def __init__(self, per_minute: float, burst: float, tat: float = -math.inf) -> None:
-        self.interval, self.burst = 60.0 / per_minute, burst
-        self.tat = tat  # theoretical arrival time: when the bucket is full again
-
-    def wait(self, cost: float, now: float) -> float:
-        """Seconds until `cost` units fit (≤ 0: now); a cost above the burst needs a full bucket."""
-        return self.tat - (self.burst - min(cost, self.burst)) * self.interval - now
-
-    def take(self, cost: float, now: float) -> None:
-        """Spend `cost` units; an oversized cost leaves the bucket in debt."""
-        self.tat = max(self.tat, now) + cost * self.interval
-
-    def correct(self, diff: float, now: float) -> None:
-        """Charge `diff` more units, or refund them without filling beyond a full bucket."""
-        shifted = self.tat + diff * self.interval
-        self.tat = shifted if diff >= 0 else max(shifted, min(self.tat, now))
-
-
-# One admitted request in the TPM log: [admitted at, tokens].
-_Charge = list[float]
-
-
-class _Tokens:
-    """TPM: a bucket spreading estimated tokens, capped by a 60 s log the way the provider counts."""
-
-    def __init__(self, budget: float) -> None:
-        self.entries: deque[_Charge] = deque()
-        self.total = 0.0
-        self.budget, self.pacer = budget, self._pacer(budget, -math.inf)
-
-    @staticmethod
-    def _pacer(budget: float, tat: float) -> _Pacer:
-        return _Pacer(budget, max(1.0, budget * TPM_BURST_S / WINDOW_S), tat)
-
-    def retune(self, budget: float) -> None:
-        """A new per-minute budget; the bucket keeps when it is full again."""
-        self.budget, self.pacer = budget, self._pacer(budget, self.pacer.tat)
-
-    def expire(self, now: float) -> None:
-        """Forget what was admitted 60 s ago or more."""
-        entries, cutoff = self.entries, now - WINDOW_S
-        while entries and entries[0][0] <= cutoff:
-            self.total -= entries.popleft()[1]
-
-    def wait(self, cost: int, now: float) -> float:
-        """Seconds until `cost` more tokens fit (≤ 0: now); alone in the window, anything fits."""
-        self.expire(now)
-        wait, excess = self.pacer.wait(cost, now), self.total + cost - self.budget
-        if excess <= 0 or not self.entries:
-            return wait
-        freed, leaves = 0.0, self.entries[-1][0]
-        for at, tokens in self.entries:
-            freed += tokens
-            if freed >= excess:
-                leaves = at
-                break
-        return max(wait, leaves + WINDOW_S - now, _MIN_WAIT)
-
-    def take(self, cost: int, now: float) -> _Charge:
-        """Charge `cost` tokens admitted at `now`."""
-        self.pacer.take(cost, now)
-        charge = [now, float(cost)]
-        self.entries.append(charge)
-        self.total += cost
-        return charge
-
-    def correct(self, charge: _Charge, diff: int, now: float) -> None:
-        """Charge a request `diff` more tokens (or refund them) once its usage is known."""
-        self.pacer.correct(diff, now)
-        # The clock is monotonic: an entry younger than 60 s is still in the log.
-        if charge[0] > now - WINDOW_S:
-            charge[1] += diff
-            self.total += diff
 
 
 class _Waiter:
@@ -222,7 +113,7 @@ class Permit:
 
     def __init__(self, gov: RateGovernor, estimate: int) -> None:
         self._gov, self._estimate, self._seq, self._reported = gov, estimate, 0, False
-        self._charge: _Charge | None = None
+        self._charge: Charge | None = None
 
     async def __aenter__(self) -> Permit:
         await self._gov._acquire(self)
@@ -273,8 +164,8 @@ class RateGovernor:
         # belong to that episode, and neither halve the limit again nor count towards growth.
         self._calm_from = 0
         self._learned: list[int | None] = [None, None]  # rpm, tpm from headers
-        self._rpm: _Pacer | None = None
-        self._tpm: _Tokens | None = None
+        self._rpm: Pacer | None = None
+        self._tpm: TokenLog | None = None
         self._limit = _UNBOUNDED
         self._configure(limits or RateLimits())
 
@@ -332,13 +223,13 @@ class RateGovernor:
             # = rpm·(1 − HEADROOM) + 1, hence n ≤ rpm: the burst is paid for out of the rate.
             burst = max(1, math.floor(rpm * BURST_S / WINDOW_S))
             tat = self._rpm.tat if self._rpm else -math.inf
-            self._rpm = _Pacer(rpm * (1 - HEADROOM) - (burst - 1), burst, tat)
+            self._rpm = Pacer(rpm * (1 - HEADROOM) - (burst - 1), burst, tat)
         else:
             self._rpm = None
         if not tpm:
             self._tpm = None
         elif self._tpm is None:
-            self._tpm = _Tokens(tpm * (1 - HEADROOM))
+            self._tpm = TokenLog(tpm * (1 - HEADROOM))
         else:
             self._tpm.retune(tpm * (1 - HEADROOM))
 
@@ -398,7 +289,7 @@ class RateGovernor:
             wait = max(wait, self._rpm.wait(1, now))
         if self._tpm is not None:
             wait = max(wait, self._tpm.wait(cost, now))
-        return 0.0 if wait <= 0 else max(wait, _MIN_WAIT)
+        return 0.0 if wait <= 0 else max(wait, MIN_WAIT)
 
     def _take(self, permit: Permit, now: float) -> None:
         self._in_flight += 1
@@ -478,14 +369,14 @@ class RateGovernor:
         """Pause until the reset when nothing remains; learn limits that were not configured."""
         changed = False
         for i, (limit_name, remaining_name, reset_name) in enumerate(_HEADERS):
-            remaining = _int(headers.get(remaining_name))
+            remaining = int_header(headers.get(remaining_name))
             if remaining is not None and remaining <= 0 and reset_name in headers:
                 seconds = parse_reset(headers[reset_name])
                 if seconds is not None:
                     self._paused_until = max(self._paused_until, now + seconds)
-            limit = _int(headers.get(limit_name))
+            limit = int_header(headers.get(limit_name))
             # Per-model limits on one key differ: the tightest seen wins, as with configured ones.
-            if limit and limit > 0 and _tight(self._learned[i], limit) != self._learned[i]:
+            if limit and limit > 0 and tighter(self._learned[i], limit) != self._learned[i]:
                 self._learned[i], changed = limit, True
         configured = (self._limits.rpm, self._limits.tpm)
         if changed and any(c is None and n for c, n in zip(configured, self._learned, strict=True)):
