@@ -24,10 +24,11 @@ from flows.preflight import CheckedPipeline, preflight
 from flows.summary import RunSummary, summarize, write_manifest
 from schemas.spec import PipelineSpec
 from schemas.spec_file import load_spec
-from tasks.budget import forget_guard
+from tasks.budget import BudgetGuard, forget_guard
 from tasks.compaction import compact_outputs
 from tasks.dataset import iter_shards
 from tasks.journal import recover_journals
+from tasks.output_lock import output_lock
 from tasks.progress import board
 from tasks.resume import done_index, forget_index
 from tasks.run_step import RunInfo, StepShardOutcome, run_step_shard
@@ -49,18 +50,35 @@ async def pipeline(
     records (of `error_types`, or all) are requested again and replaced by their new records.
     """
     spec = _as_spec(spec, out)
-    logger = get_run_logger()
     checked = await preflight(spec)
     run_id = str(flow_run.get_id() or uuid.uuid4())
+    retry_types = frozenset(error_types or ()) if retry_errors else None
+    with output_lock(spec.output.path):
+        run = _start_run(checked, run_id, retry_types, limit)
+        started = time.monotonic()
+        progress = ProgressArtifact(spec.name)
+        await progress.start()
+        try:
+            outcomes = await _run_shards(checked, run, limit, progress)
+        finally:
+            forget_index(run_id)
+            budget = forget_guard(run_id)
+        return await _finish_run(checked, run, outcomes, time.monotonic() - started, budget, limit)
+
+
+def _start_run(
+    checked: CheckedPipeline, run_id: str, retry_types: frozenset[str] | None, limit: int | None
+) -> RunInfo:
+    """Recover what an interrupted run left, load what is already done, and describe the run."""
+    spec, logger = checked.spec, get_run_logger()
     output_dir = spec.output.path
     recovered = recover_journals(output_dir)
     if recovered:
         logger.info("recovered %d records journaled by an interrupted run", recovered)
     compact_outputs(output_dir)
     view_steps = frozenset(name for name in checked.order if checked.has_dependents(name))
-    retry_types = frozenset(error_types or ()) if retry_errors else None
     index = done_index(run_id, output_dir, set(view_steps), retry_types)
-    total = checked.rows if limit is None else min(limit, checked.rows)
+    total = _total_rows(checked, limit)
     board().reset(checked.order)
     for name in checked.order:
         board().add_total(name, total * len(spec.step(name).model_names))
@@ -71,8 +89,7 @@ async def pipeline(
         checked.order,
         len(index),
     )
-    started = time.monotonic()
-    run = RunInfo(
+    return RunInfo(
         run_id=run_id,
         output_dir=output_dir,
         id_column=spec.input.id_column,
@@ -85,13 +102,18 @@ async def pipeline(
         processes=worker_count(spec.dask) if spec.dask else 1,
         shared_pools=spec.dask is None,
     )
-    progress = ProgressArtifact(spec.name)
-    await progress.start()
-    try:
-        outcomes = await _run_shards(checked, run, limit, progress)
-    finally:
-        forget_index(run_id)
-        budget = forget_guard(run_id)
+
+
+async def _finish_run(
+    checked: CheckedPipeline,
+    run: RunInfo,
+    outcomes: list[StepShardOutcome],
+    elapsed_s: float,
+    budget: BudgetGuard | None,
+    limit: int | None,
+) -> RunSummary:
+    """Compact the outputs, summarise, write the manifest and publish the artifacts."""
+    spec, logger = checked.spec, get_run_logger()
     if budget is not None and budget.exhausted:
         logger.warning(
             "budget of %s USD reached: %d requests not sent (budget_exhausted); raise max_cost_usd and "
@@ -99,13 +121,18 @@ async def pipeline(
             spec.max_cost_usd,
             budget.refused,
         )
-    compact_outputs(output_dir)
+    compact_outputs(run.output_dir)
     models = {name: spec.step(name).model_names for name in checked.order}
-    summary = summarize(spec.name, run_id, output_dir, total, time.monotonic() - started, models, outcomes)
+    total = _total_rows(checked, limit)
+    summary = summarize(spec.name, run.run_id, run.output_dir, total, elapsed_s, models, outcomes)
     write_manifest(summary, spec.model_dump(mode="json"))
     await publish_summary(summary)
-    logger.info("byokflow run %s finished: %d records in %.1f s", run_id, summary.records, summary.elapsed_s)
+    logger.info("byokflow run %s finished: %d records in %.1f s", run.run_id, summary.records, elapsed_s)
     return summary
+
+
+def _total_rows(checked: CheckedPipeline, limit: int | None) -> int:
+    return checked.rows if limit is None else min(limit, checked.rows)
 
 
 def load_pipeline_spec(path: str | Path) -> PipelineSpec:

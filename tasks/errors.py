@@ -4,7 +4,8 @@
     ├── InputError        the dataset cannot be read, or a column, id or prompt value is wrong
     ├── TemplateError     a prompt template does not compile or references an unknown name
     ├── CredentialError   a Secret block or environment variable holding a key is missing or empty
-    └── ToolImportError   a local tool's import path names no module, no attribute, or no callable
+    ├── ToolImportError   a local tool's import path names no module, no attribute, or no callable
+    └── OutputBusyError   another run is writing to the same output directory
 
 Provider failures are never raised: they become error records.
 """
@@ -30,3 +31,7 @@ class CredentialError(PipelineError):
 
 class ToolImportError(PipelineError):
     """A local tool cannot be loaded: its module, its attribute or a callable is missing."""
+
+
+class OutputBusyError(PipelineError):
+    """Another run is writing to the same output directory."""

@@ -212,57 +212,70 @@ class StepModelRun:
         completion = result.completion
         choice = completion.choices[0] if completion.choices else None
         usage = completion.usage
-        record = ResultRecord(
-            run_id=self.c.run_id,
-            row_id=row_id,
-            step=self.step.name,
-            model=self.model,
-            provider=self.provider,
-            request_hash=digest,
+        record = self._new_result(
+            row_id,
+            digest,
+            attempts,
             output=choice.message.content if choice else None,
             finish_reason=choice.finish_reason if choice else None,
-            prompt_tokens=usage.prompt_tokens if usage else 0,
-            completion_tokens=usage.completion_tokens if usage else 0,
-            total_tokens=usage.total_tokens if usage else 0,
-            latency_ms=result.elapsed_s * 1000,
-            ttft_ms=None if result.ttft_s is None else result.ttft_s * 1000,
-            attempts=attempts,
+            tokens=(usage.prompt_tokens, usage.completion_tokens, usage.total_tokens) if usage else (0, 0, 0),
+            latency_s=result.elapsed_s,
             request_id=result.request_id,
-            completed_at=datetime.now(UTC),
-            cost_usd=self.c.prices.cost(
-                self.model, usage.prompt_tokens if usage else 0, usage.completion_tokens if usage else 0
-            ),
         )
+        record.ttft_ms = None if result.ttft_s is None else result.ttft_s * 1000
         return self._with_structured_output(record)
 
     def _runner_result(
         self, row_id: str, digest: str, loop: RunnerOutcome, attempts: int
     ) -> ResultRecord | ErrorRecord:
-        record = ResultRecord(
+        record = self._new_result(
+            row_id,
+            digest,
+            attempts,
+            output=loop.output,
+            finish_reason="max_steps" if loop.max_steps_reached else loop.finish_reason,
+            tokens=(loop.prompt_tokens, loop.completion_tokens, loop.total_tokens),
+            latency_s=loop.latency_s,
+            request_id=loop.request_id,
+        )
+        record.steps_used = loop.steps_used
+        record.tool_trace = json.dumps(loop.trace, ensure_ascii=False, default=str)
+        if loop.mcp_results:
+            record.mcp_results = json.dumps(loop.mcp_results, ensure_ascii=False, default=str)
+        return self._with_structured_output(record)
+
+    def _new_result(
+        self,
+        row_id: str,
+        digest: str,
+        attempts: int,
+        *,
+        output: str | None,
+        finish_reason: str | None,
+        tokens: tuple[int, int, int],
+        latency_s: float,
+        request_id: str | None,
+    ) -> ResultRecord:
+        prompt_tokens, completion_tokens, total_tokens = tokens
+        return ResultRecord(
             run_id=self.c.run_id,
             row_id=row_id,
             step=self.step.name,
             model=self.model,
             provider=self.provider,
             request_hash=digest,
-            output=loop.output,
-            finish_reason="max_steps" if loop.max_steps_reached else loop.finish_reason,
-            prompt_tokens=loop.prompt_tokens,
-            completion_tokens=loop.completion_tokens,
-            total_tokens=loop.total_tokens,
-            latency_ms=loop.latency_s * 1000,
+            output=output,
+            finish_reason=finish_reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=completion_tokens,
+            total_tokens=total_tokens,
+            latency_ms=latency_s * 1000,
             ttft_ms=None,
             attempts=attempts,
-            request_id=loop.request_id,
+            request_id=request_id,
             completed_at=datetime.now(UTC),
-            steps_used=loop.steps_used,
-            tool_trace=json.dumps(loop.trace, ensure_ascii=False, default=str),
-            mcp_results=json.dumps(loop.mcp_results, ensure_ascii=False, default=str)
-            if loop.mcp_results
-            else None,
-            cost_usd=self.c.prices.cost(self.model, loop.prompt_tokens, loop.completion_tokens),
+            cost_usd=self.c.prices.cost(self.model, prompt_tokens, completion_tokens),
         )
-        return self._with_structured_output(record)
 
     def _with_structured_output(self, record: ResultRecord) -> ResultRecord | ErrorRecord:
         if not self.c.validator.active:

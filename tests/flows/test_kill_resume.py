@@ -30,30 +30,36 @@ def _journaled(out: Path) -> int:
     return sum(path.read_bytes().count(b"\n") for path in journals) + len(read(out, "results"))
 
 
+def _setup(tmp_path: Path, url: str, name: str, concurrency: int) -> tuple[Path, dict[str, str]]:
+    """A spec over tmp_path/prompts.parquet against `url`, and the environment a run process needs."""
+    spec = {
+        "name": name,
+        "input": {"path": "prompts.parquet"},
+        "output": {"path": "out"},
+        "gateway": {"base_url": url, "api_key": {"env": "KILL_TEST_GATEWAY"}},
+        "shard_size": 400,
+        "steps": [
+            {
+                "name": "answer",
+                "model": "openai/gpt-4o-mini",
+                "input": "{{ question }}",
+                "concurrency": concurrency,
+            }
+        ],
+    }
+    (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
+    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "KILL_TEST_GATEWAY": SANDBOX_GATEWAY_KEY}
+    env.pop("PREFECT_API_URL", None)
+    return tmp_path / "pipeline.yaml", env
+
+
 def test_sigkill_then_resume_accounts_for_every_row_once(tmp_path: Path) -> None:
     write_prompts(tmp_path / "prompts.parquet", [f"kill test prompt {i}" for i in range(ROWS)])
     config = SandboxConfig(gateway_keys=[SANDBOX_GATEWAY_KEY], latency={"fixed_ms": 40, "jitter": 0.2})
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "KILL_TEST_GATEWAY": SANDBOX_GATEWAY_KEY}
-    env.pop("PREFECT_API_URL", None)
     out = tmp_path / "out"
     with SandboxServer(config) as server:
-        spec = {
-            "name": "kill-test",
-            "input": {"path": "prompts.parquet"},
-            "output": {"path": "out"},
-            "gateway": {"base_url": server.url, "api_key": {"env": "KILL_TEST_GATEWAY"}},
-            "shard_size": 400,
-            "steps": [
-                {
-                    "name": "answer",
-                    "model": "openai/gpt-4o-mini",
-                    "input": "{{ question }}",
-                    "concurrency": CONCURRENCY,
-                }
-            ],
-        }
-        (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
-        first = _byokflow("run", str(tmp_path / "pipeline.yaml"), env=env)
+        spec_path, env = _setup(tmp_path, server.url, "kill-test", CONCURRENCY)
+        first = _byokflow("run", str(spec_path), env=env)
         deadline = time.monotonic() + 120
         while _journaled(out) < ROWS // 4:
             assert first.poll() is None, first.stdout.read() if first.stdout else ""
@@ -64,7 +70,7 @@ def test_sigkill_then_resume_accounts_for_every_row_once(tmp_path: Path) -> None
         done_before_kill = _journaled(out)
         assert done_before_kill < ROWS, "the run finished before it could be killed"
 
-        second = _byokflow("run", str(tmp_path / "pipeline.yaml"), env=env)
+        second = _byokflow("run", str(spec_path), env=env)
         output, _ = second.communicate(timeout=300)
         assert second.returncode == 0, output
         stats = server.stats()
@@ -83,27 +89,10 @@ def test_sigkill_then_resume_accounts_for_every_row_once(tmp_path: Path) -> None
 def test_ctrl_c_saves_what_completed_and_says_how_to_resume(tmp_path: Path) -> None:
     write_prompts(tmp_path / "prompts.parquet", [f"interrupt prompt {i}" for i in range(ROWS)])
     config = SandboxConfig(gateway_keys=[SANDBOX_GATEWAY_KEY], latency={"fixed_ms": 40})
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "KILL_TEST_GATEWAY": SANDBOX_GATEWAY_KEY}
-    env.pop("PREFECT_API_URL", None)
     out = tmp_path / "out"
     with SandboxServer(config) as server:
-        spec = {
-            "name": "interrupt-test",
-            "input": {"path": "prompts.parquet"},
-            "output": {"path": "out"},
-            "gateway": {"base_url": server.url, "api_key": {"env": "KILL_TEST_GATEWAY"}},
-            "shard_size": 400,
-            "steps": [
-                {
-                    "name": "answer",
-                    "model": "openai/gpt-4o-mini",
-                    "input": "{{ question }}",
-                    "concurrency": 16,
-                }
-            ],
-        }
-        (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
-        run = _byokflow("run", str(tmp_path / "pipeline.yaml"), env=env)
+        spec_path, env = _setup(tmp_path, server.url, "interrupt-test", 16)
+        run = _byokflow("run", str(spec_path), env=env)
         deadline = time.monotonic() + 120
         while _journaled(out) < 200:
             assert run.poll() is None and time.monotonic() < deadline

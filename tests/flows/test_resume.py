@@ -128,3 +128,18 @@ async def test_journal_of_an_interrupted_run_is_recovered(
     assert clean_sandbox.stats()["requests"] == 0
     assert len(one_per_row_and_step(tmp_path / "out")) == 4
     assert not list(journal.parent.glob("*.jsonl"))
+
+
+async def test_a_second_run_on_a_busy_output_directory_is_refused(
+    tmp_path: Path, clean_sandbox: SandboxServer
+) -> None:
+    from tasks.errors import OutputBusyError
+    from tasks.output_lock import output_lock
+
+    write_prompts(tmp_path / "prompts.parquet", ["q"])
+    spec = make_spec(tmp_path, clean_sandbox.url, [step()])
+    with output_lock(str(tmp_path / "out")), pytest.raises(OutputBusyError, match="being written by another"):
+        await pipeline(spec)
+    assert clean_sandbox.stats()["requests"] == 0
+    await pipeline(spec)  # the lock is released: the next run goes ahead
+    assert len(read(tmp_path / "out", "results")) == 1
