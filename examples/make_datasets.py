@@ -22,6 +22,21 @@ QUESTIONS = [
     ("Who painted the Mona Lisa?", "Leonardo da Vinci"),
     ("What is the largest planet in the solar system?", "Jupiter"),
 ]
+# Questions with one short right answer, for the evaluation example's exact match and judge.
+EVALUATION = [
+    ("What is 42 * 17?", "714"),
+    ("What is 1250 / 5?", "250"),
+    ("What is 19 + 23?", "42"),
+    ("What is 100 - 58?", "42"),
+    ("What is 12 * 12?", "144"),
+    ("What is 7 + 8 * 2?", "23"),
+    ("What is the capital of Australia?", "Canberra"),
+    ("How many continents are there?", "7"),
+    ("What gas do plants absorb from the air?", "carbon dioxide"),
+    ("Who painted the Mona Lisa?", "Leonardo da Vinci"),
+    ("What is the largest planet in the solar system?", "Jupiter"),
+    ("What is the chemical symbol for gold?", "Au"),
+]
 ARITHMETIC = [
     "What is 42 * 17?",
     "What is 1250 / 5?",
@@ -38,6 +53,13 @@ def main() -> None:
         {"question": [q for q, _ in QUESTIONS], "reference": [a for _, a in QUESTIONS]},
     )
     _write(HERE / "runner_tools" / "prompts.parquet", {"question": ARITHMETIC})
+    write_evaluation_dataset(HERE / "evaluation" / "prompts.parquet")
+
+
+def write_evaluation_dataset(path: Path) -> Path:
+    """The evaluation example's questions with their reference answers."""
+    _write(path, {"question": [q for q, _ in EVALUATION], "reference": [a for _, a in EVALUATION]})
+    return path
 
 
 def _write(path: Path, columns: dict[str, list[str]]) -> None:

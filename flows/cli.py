@@ -263,6 +263,21 @@ def export(
 
 
 @app.command()
+def report(
+    output_dir: Annotated[Path, typer.Argument(help="Output directory of an evaluation run.")],
+    to: Annotated[Path | None, typer.Option(help="File to write (default: OUTPUT_DIR/report.html).")] = None,
+) -> None:
+    """Write a self-contained HTML report: summary, score/latency/cost charts, worst rows."""
+    from flows.report import write_report
+
+    try:
+        path = write_report(output_dir, to)
+    except _user_errors() as exc:
+        raise _fail(str(exc)) from None
+    console.print(f"wrote {path}")
+
+
+@app.command()
 def schema() -> None:
     """Print the spec's JSON Schema (for editor completion and checks)."""
     from schemas.spec_file import spec_json_schema

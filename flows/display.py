@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
+from pathlib import Path
 from types import TracebackType
 
 from rich.console import Console
@@ -112,3 +113,6 @@ def print_summary(console: Console, summary: RunSummary) -> None:
         f"results: {summary.results_dir}\nerrors:  {summary.errors_dir}\n"
         f"manifest: {summary.output_dir}/manifest.json"
     )
+    scores = Path(summary.output_dir) / "summary" / "summary.parquet"
+    if scores.exists():
+        console.print(f"scores:  {scores} (HTML report: byokflow report {summary.output_dir})")

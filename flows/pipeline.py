@@ -20,6 +20,7 @@ from prefect.runtime import flow_run
 
 from flows.artifacts import ProgressArtifact, publish_summary
 from flows.dask_runner import worker_count
+from flows.evaluation import evaluate
 from flows.preflight import CheckedPipeline, preflight
 from flows.summary import RunSummary, summarize, write_manifest
 from schemas.spec import PipelineSpec
@@ -32,6 +33,7 @@ from tasks.output_lock import output_lock
 from tasks.progress import board
 from tasks.resume import done_index, forget_index
 from tasks.run_step import RunInfo, StepShardOutcome, run_step_shard
+from tasks.score_run import check_scores
 from tasks.step_pool import close_step_pools
 from tasks.stop import stop_requested
 
@@ -51,6 +53,7 @@ async def pipeline(
     """
     spec = _as_spec(spec, out)
     checked = await preflight(spec)
+    check_scores(spec, checked.dataset)  # scorers' columns, judges and custom functions, before any request
     run_id = str(flow_run.get_id() or uuid.uuid4())
     retry_types = frozenset(error_types or ()) if retry_errors else None
     with output_lock(spec.output.path):
@@ -127,6 +130,7 @@ async def _finish_run(
     summary = summarize(spec.name, run.run_id, run.output_dir, total, elapsed_s, models, outcomes)
     write_manifest(summary, spec.model_dump(mode="json"))
     await publish_summary(summary)
+    await evaluate(spec, run.output_dir, run.run_id, checked.dataset)
     logger.info("byokflow run %s finished: %d records in %.1f s", run.run_id, summary.records, elapsed_s)
     return summary
 

@@ -19,7 +19,6 @@ import json
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,7 @@ from schemas.scoring import COMPARISON_SCHEMA, SCORE_SCHEMA, SUMMARY_SCHEMA, Sco
 from schemas.spec import PipelineSpec
 from tasks.dataset import check_columns, open_dataset
 from tasks.render import StepRenderer
-from tasks.score_summary import build_comparisons, build_summary
+from tasks.score_summary import build_comparisons, build_summary, now_ms
 from tasks.scorers import CustomScorer, Outcome, function_digest, load_custom, score_judge, score_text
 from tasks.scorers import scored_text as text_to_score
 from tasks.write_part import write_part
@@ -126,8 +125,22 @@ def score_outputs(
     return summary
 
 
+def load_scoring_summary(output_dir: str | Path, pipeline: str = "") -> ScoringSummary | None:
+    """The summary and comparisons last written to `output_dir`, or None when it has none."""
+    summary = ScoringSummary(pipeline, "", str(output_dir))
+    if not summary.summary_path.exists():
+        return None
+    summary.rows = pq.read_table(summary.summary_path).to_pylist()
+    if summary.comparisons_path.exists():
+        summary.comparisons = pq.read_table(summary.comparisons_path).to_pylist()
+    summary.run_id = summary.rows[0]["run_id"] if summary.rows else ""
+    return summary
+
+
 def check_scores(spec: PipelineSpec, dataset: ds.Dataset) -> dict[str, CustomScorer]:
     """Check what the spec cannot check alone; return the custom scorer functions by import path."""
+    if not spec.scores:
+        return {}
     references = {score.reference for score in spec.scores if score.reference}
     check_columns(dataset, spec.input, references)
     for score in spec.scores:
@@ -161,7 +174,8 @@ def load_records(output_dir: str, steps: set[str]) -> dict[tuple[str, str, str],
 
 
 def _read_records(directory: Path, columns: list[str], steps: pa.Array) -> pa.Table:
-    if not directory.is_dir():
+    """These columns of the records of `steps` in a results or errors dataset (maybe absent)."""
+    if not directory.is_dir() or not any(directory.glob("*.parquet")):
         return pa.table({name: pa.array([], pa.string()) for name in columns})
     return ds.dataset(directory, format="parquet").to_table(
         columns=columns, filter=ds.field("step").isin(steps)
@@ -242,7 +256,7 @@ def _write_scores(
     rows: dict[str, dict[str, Any]],
     customs: dict[str, CustomScorer],
 ) -> None:
-    now = datetime.now(UTC)
+    now = now_ms()
     for start in range(0, len(items), PART_ROWS):
         records = []
         for item in items[start : start + PART_ROWS]:
@@ -289,12 +303,7 @@ def compact_scores(directory: Path, wanted: set[str]) -> tuple[set[str], int]:
 
 def _usage(output_dir: str, steps: set[str]) -> pa.Table:
     columns = ["step", "model", "latency_ms", "prompt_tokens", "completion_tokens"]
-    directory = Path(output_dir) / "results"
-    if not directory.is_dir():
-        return pa.table({name: pa.array([], pa.string()) for name in columns})
-    return ds.dataset(directory, format="parquet").to_table(
-        columns=columns, filter=ds.field("step").isin(pa.array(sorted(steps), pa.string()))
-    )
+    return _read_records(Path(output_dir) / "results", columns, pa.array(sorted(steps), pa.string()))
 
 
 def _read_dataset(directory: Path, schema: pa.Schema) -> pa.Table:

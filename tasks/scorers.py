@@ -8,6 +8,8 @@ the error rate and never as a zero.
 
 from __future__ import annotations
 
+import hashlib
+import inspect
 import json
 import math
 import re
@@ -219,9 +221,6 @@ def scored_text(spec: ScoreSpec, output: str | None, parsed: str | None) -> str 
 @lru_cache(maxsize=64)
 def function_digest(path: str) -> str:
     """A digest of a custom scorer's source, so editing the function rescores (empty if unknown)."""
-    import hashlib
-    import inspect
-
     try:
         source = inspect.getsource(load_custom(path))
     except (OSError, TypeError, ToolImportError):
