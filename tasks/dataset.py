@@ -68,21 +68,31 @@ def check_ids(dataset: ds.Dataset, spec: InputSpec) -> int:
 def check_prompt_values(dataset: ds.Dataset, spec: InputSpec, columns: set[str]) -> None:
     """Raise InputError naming the column and row id of the first null or empty prompt value."""
     for column in sorted(columns):
-        table = dataset.to_table(columns=[spec.id_column, column])
-        values = table.column(column)
-        bad = pc.is_null(values)
-        if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
-            blank = pc.equal(pc.utf8_trim_whitespace(values), "")
-            bad = pc.or_(bad, pc.fill_null(blank, False))
-        count = pc.sum(bad).as_py() or 0
-        if count:
-            first = pc.index(bad, True).as_py()
-            row_id = table.column(spec.id_column)[first].as_py()
+        count, first = 0, None
+        offset = 0
+        # Batch by batch: a million long prompts never sit in memory at once.
+        for batch in dataset.to_batches(columns=[spec.id_column, column], batch_size=65_536):
+            bad = _blank(batch.column(1))
+            found = pc.sum(bad).as_py() or 0
+            if found and first is None:
+                position = pc.index(bad, True).as_py()
+                first = (offset + position, batch.column(0)[position].as_py())
+            count += found
+            offset += batch.num_rows
+        if count and first is not None:
             raise InputError(
                 f"input {spec.path!r}: column {column!r} has {count} null or empty value(s), "
-                f"first at row {first} ({spec.id_column}={row_id!r}); set input.empty_prompts: "
+                f"first at row {first[0]} ({spec.id_column}={first[1]!r}); set input.empty_prompts: "
                 "record to turn them into error records instead"
             )
+
+
+def _blank(values: pa.Array) -> pa.Array:
+    bad = pc.is_null(values)
+    if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
+        blank = pc.equal(pc.utf8_trim_whitespace(values), "")
+        bad = pc.or_(bad, pc.fill_null(blank, False))
+    return bad
 
 
 def iter_shards(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, fields
+from dataclasses import fields
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,9 @@ from schemas.records import ErrorRecord, RecordColumns, ResultRecord, error_colu
 from tasks.write_part import write_part
 
 JOURNAL_DIR = "journal"
-_RESULT_FIELDS = {f.name for f in fields(ResultRecord)}
+_RESULT_NAMES = tuple(f.name for f in fields(ResultRecord))
+_ERROR_NAMES = tuple(f.name for f in fields(ErrorRecord))
+_RESULT_FIELDS = set(_RESULT_NAMES)
 
 
 class RecordJournal:
@@ -31,9 +33,13 @@ class RecordJournal:
 
     def append(self, record: ResultRecord | ErrorRecord) -> None:
         """Persist one record now (it survives a kill of this process)."""
-        kind = "result" if isinstance(record, ResultRecord) else "error"
-        line = json.dumps({"kind": kind, **asdict(record)}, default=_iso, ensure_ascii=False)
-        os.write(self._fd, (line + "\n").encode())
+        is_result = isinstance(record, ResultRecord)
+        # A shallow dict: every field is flat, and `asdict` would deep-copy each one on the hot path.
+        data: dict[str, Any] = {"kind": "result" if is_result else "error"}
+        for name in _RESULT_NAMES if is_result else _ERROR_NAMES:
+            data[name] = getattr(record, name)
+        data["completed_at"] = record.completed_at.isoformat()
+        os.write(self._fd, (json.dumps(data, ensure_ascii=False) + "\n").encode())
 
     def close(self, *, remove: bool) -> None:
         """Close the file; remove it once its records are safely in Parquet parts."""
@@ -79,9 +85,3 @@ def _read_journal(path: Path) -> tuple[RecordColumns, RecordColumns]:
         elif kind == "error":
             errors.append(ErrorRecord(**data))
     return results, errors
-
-
-def _iso(value: object) -> str:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"cannot journal a {type(value).__name__}")

@@ -116,17 +116,21 @@ async def run_step_shard(
         pool = await step_pool(run.run_id, step, model, run.gateway, run.processes)
         runs.append(StepModelRun(context, pool, upstream, index, journal))
     table_rows = rows.to_pylist()
-    records = await asyncio.gather(
-        *(_tracked(m, str(row[run.id_column]), row) for m in runs for row in table_rows)
-    )
+    jobs = ((model_run, row) for model_run in runs for row in table_rows)
     outcome = StepShardOutcome(step=step.name, shard_index=shard_index)
     results, errors = result_columns(), error_columns()
-    for model_run, record in zip((m for m in runs for _ in table_rows), records, strict=True):
-        outcome.add(model_run.model, record, keep_outputs)
-        if isinstance(record, ResultRecord):
-            results.append(record)
-        elif isinstance(record, ErrorRecord):
-            errors.append(record)
+
+    async def worker() -> None:
+        # A bounded set of workers pulling rows, not a task per row: far fewer live objects.
+        for model_run, row in jobs:
+            record = await _tracked(model_run, str(row[run.id_column]), row)
+            outcome.add(model_run.model, record, keep_outputs)
+            if isinstance(record, ResultRecord):
+                results.append(record)
+            elif isinstance(record, ErrorRecord):
+                errors.append(record)
+
+    await asyncio.gather(*(worker() for _ in range(min(len(table_rows), step.concurrency) * len(runs))))
     if len(results):
         write_part(results.to_table(), Path(run.output_dir) / "results", part)
     if len(errors):
