@@ -115,4 +115,4 @@ def print_summary(console: Console, summary: RunSummary) -> None:
     )
     scores = Path(summary.output_dir) / "summary" / "summary.parquet"
     if scores.exists():
-        console.print(f"scores:  {scores} (HTML report: byokflow report {summary.output_dir})")
+        console.print(f"scores:  {scores}\nreport:  {Path(summary.output_dir) / 'report.html'}")

@@ -10,6 +10,7 @@ from typing import Any
 import pyarrow.dataset as ds
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
+from flows.report import write_report
 from schemas.spec import PipelineSpec
 from tasks.score_run import ScoringSummary, score_outputs
 
@@ -23,6 +24,8 @@ async def evaluate(
     # Reading Parquet and scoring is blocking work: keep the flow's event loop free.
     summary = await asyncio.to_thread(score_outputs, spec, output_dir, run_id, dataset)
     await publish_score_artifacts(summary)
+    # The report is what people open first: every evaluation run leaves an up-to-date one.
+    await asyncio.to_thread(write_report, Path(output_dir))
     return summary
 
 

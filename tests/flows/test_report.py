@@ -104,8 +104,9 @@ async def test_the_example_evaluation_scores_resumes_and_renders_in_chromium(
 ) -> None:
     out = tmp_path / "out"
     spec = example_spec(clean_sandbox.url, out)
-    await pipeline(spec)  # the run ends by scoring its outputs
+    await pipeline(spec)  # the run ends by scoring its outputs and writing the report
     assert clean_sandbox.stats()["requests"] == 12 * 4
+    assert (out / "report.html").read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
     assert len(read(out, "scores")) == 12 * 2 * 2 and not read(out, "errors")
     scored = load_scoring_summary(out)
     assert scored is not None
