@@ -337,13 +337,14 @@ def demo(
 
 
 def _show_preview(output_dir: str) -> None:
-    import pyarrow.dataset as ds
+    from tasks.record_store import RecordKind, read_records
 
-    for kind, columns in (
+    previews: tuple[tuple[RecordKind, list[str]], ...] = (
         ("results", ["row_id", "step", "output"]),
         ("errors", ["row_id", "step", "error_type", "message"]),
-    ):
-        table = ds.dataset(Path(output_dir) / kind, format="parquet").to_table(columns=columns)
+    )
+    for kind, columns in previews:
+        table = read_records(output_dir, kind, columns)
         console.print(f"[bold]{kind}[/] ({table.num_rows} records), first rows:")
         for row in table.slice(0, 3).to_pylist():
             console.print("  " + " | ".join(_short(v) for v in row.values()), highlight=False)

@@ -26,6 +26,7 @@ from schemas.errors import SchemaError
 from schemas.spec import PipelineSpec
 from tasks.dataset import open_dataset
 from tasks.errors import PipelineError
+from tasks.record_store import read_records
 from tasks.render import StepRenderer
 from tasks.write_part import write_json_atomically
 
@@ -105,11 +106,12 @@ def worst_rows(output_dir: Path, spec: PipelineSpec | None, count: int = WORST_R
 
 
 def _outputs(output_dir: Path, rows: list[dict[str, Any]]) -> dict[tuple[str, str, str], str | None]:
-    results = output_dir / "results"
-    if not rows or not results.is_dir():
+    if not rows:
         return {}
-    table = ds.dataset(results, format="parquet").to_table(
-        columns=["row_id", "step", "model", "output"],
+    table = read_records(
+        output_dir,
+        "results",
+        ["row_id", "step", "model", "output"],
         filter=pc.field("row_id").isin(sorted({row["row_id"] for row in rows})),
     )
     return {(r["row_id"], r["step"], r["model"]): r["output"] for r in table.to_pylist()}

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 
+from tasks.record_store import read_records
 from tasks.run_step import StepShardOutcome
 from tasks.write_part import write_json_atomically
 
@@ -99,11 +99,11 @@ def summarize(
 
 
 def _add_latencies(steps: dict[tuple[str, str], StepSummary], output_dir: str, run_id: str) -> None:
-    results = Path(output_dir) / "results"
-    if not results.exists():
-        return
-    table = ds.dataset(results, format="parquet").to_table(
-        columns=["step", "model", "latency_ms", "cost_usd"], filter=pc.field("run_id") == run_id
+    table = read_records(
+        output_dir,
+        "results",
+        ["step", "model", "latency_ms", "cost_usd"],
+        filter=pc.field("run_id") == run_id,
     )
     for (name, model), step in steps.items():
         mask = pc.and_(pc.equal(table.column("step"), name), pc.equal(table.column("model"), model))

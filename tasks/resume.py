@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
-
-import pyarrow.dataset as ds
 
 from schemas.records import STEP_VIEW_FIELDS as VIEW_FIELDS
 from schemas.records import step_view
+from tasks.record_store import read_records
 
 # Records of rows never sent depend on other records; a retry always redoes them.
 UNSENT_TYPES = frozenset({"upstream_failed", "empty_prompt", "template_error"})
@@ -58,23 +56,18 @@ class DoneIndex:
 def load_done_index(output_dir: str, view_steps: set[str], retry_types: frozenset[str] | None) -> DoneIndex:
     """Read the hashes (and, for `view_steps`, the template fields) of the records in `output_dir`."""
     index = DoneIndex(retry_types=retry_types)
-    results_dir, errors_dir = Path(output_dir) / "results", Path(output_dir) / "errors"
-    if results_dir.is_dir():
-        table = ds.dataset(results_dir, format="parquet").to_table(
-            columns=["request_hash", "step", *VIEW_FIELDS]
-        )
-        hashes, steps = table.column("request_hash").to_pylist(), table.column("step").to_pylist()
-        wanted = [i for i, step in enumerate(steps) if step in view_steps]
-        index.results = dict.fromkeys(hashes)
-        if wanted:
-            views = table.take(wanted).select(list(VIEW_FIELDS)).to_pylist()
-            for i, view in zip(wanted, views, strict=True):
-                index.results[hashes[i]] = step_view(view)
-    if errors_dir.is_dir():
-        table = ds.dataset(errors_dir, format="parquet").to_table(columns=["request_hash", "error_type"])
-        index.errors = dict(
-            zip(table.column("request_hash").to_pylist(), table.column("error_type").to_pylist(), strict=True)
-        )
+    table = read_records(output_dir, "results", ["request_hash", "step", *VIEW_FIELDS])
+    hashes, steps = table.column("request_hash").to_pylist(), table.column("step").to_pylist()
+    index.results = dict.fromkeys(hashes)
+    wanted = [i for i, step in enumerate(steps) if step in view_steps]
+    if wanted:
+        views = table.take(wanted).select(list(VIEW_FIELDS)).to_pylist()
+        for i, view in zip(wanted, views, strict=True):
+            index.results[hashes[i]] = step_view(view)
+    errors = read_records(output_dir, "errors", ["request_hash", "error_type"])
+    index.errors = dict(
+        zip(errors.column("request_hash").to_pylist(), errors.column("error_type").to_pylist(), strict=True)
+    )
     return index
 
 

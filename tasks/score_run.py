@@ -30,6 +30,7 @@ from schemas.errors import SpecError
 from schemas.scoring import COMPARISON_SCHEMA, SCORE_SCHEMA, SUMMARY_SCHEMA, ScoreSpec
 from schemas.spec import PipelineSpec
 from tasks.dataset import check_columns, open_dataset
+from tasks.record_store import RecordKind, read_records
 from tasks.render import StepRenderer
 from tasks.score_summary import build_comparisons, build_summary, now_ms
 from tasks.scorers import CustomScorer, Outcome, function_digest, load_custom, score_judge, score_text
@@ -160,12 +161,12 @@ def load_records(output_dir: str, steps: set[str]) -> dict[tuple[str, str, str],
     """The records of `steps`, by (step, model, row id); a result wins over an error."""
     records: dict[tuple[str, str, str], StepRecord] = {}
     wanted = pa.array(sorted(steps), pa.string())
-    errors = _read_records(Path(output_dir) / "errors", _ERROR_COLUMNS, wanted)
+    errors = _read_records(output_dir, "errors", _ERROR_COLUMNS, wanted)
     for row in errors.to_pylist():
         records[(row["step"], row["model"], row["row_id"])] = StepRecord(
             row["request_hash"], error_type=row["error_type"], message=row["message"]
         )
-    results = _read_records(Path(output_dir) / "results", _RESULT_COLUMNS, wanted)
+    results = _read_records(output_dir, "results", _RESULT_COLUMNS, wanted)
     for row in results.to_pylist():
         records[(row["step"], row["model"], row["row_id"])] = StepRecord(
             row["request_hash"], output=row["output"], parsed=row["parsed"]
@@ -173,13 +174,9 @@ def load_records(output_dir: str, steps: set[str]) -> dict[tuple[str, str, str],
     return records
 
 
-def _read_records(directory: Path, columns: list[str], steps: pa.Array) -> pa.Table:
-    """These columns of the records of `steps` in a results or errors dataset (maybe absent)."""
-    if not directory.is_dir() or not any(directory.glob("*.parquet")):
-        return pa.table({name: pa.array([], pa.string()) for name in columns})
-    return ds.dataset(directory, format="parquet").to_table(
-        columns=columns, filter=ds.field("step").isin(steps)
-    )
+def _read_records(output_dir: str | Path, kind: RecordKind, columns: list[str], steps: pa.Array) -> pa.Table:
+    """These columns of the records of `steps` in the results or errors dataset (maybe absent)."""
+    return read_records(output_dir, kind, columns, filter=ds.field("step").isin(steps))
 
 
 def load_rows(spec: PipelineSpec, dataset: ds.Dataset) -> dict[str, dict[str, Any]]:
@@ -303,7 +300,7 @@ def compact_scores(directory: Path, wanted: set[str]) -> tuple[set[str], int]:
 
 def _usage(output_dir: str, steps: set[str]) -> pa.Table:
     columns = ["step", "model", "latency_ms", "prompt_tokens", "completion_tokens"]
-    return _read_records(Path(output_dir) / "results", columns, pa.array(sorted(steps), pa.string()))
+    return _read_records(output_dir, "results", columns, pa.array(sorted(steps), pa.string()))
 
 
 def _read_dataset(directory: Path, schema: pa.Schema) -> pa.Table:

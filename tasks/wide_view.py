@@ -12,13 +12,14 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
+
+from tasks.record_store import read_records
 
 
 def wide_view(output_dir: str | Path) -> pa.Table:
     """Pivot the records of `output_dir` into one row per row id."""
-    results = _read(Path(output_dir) / "results", ["row_id", "step", "model", "output"])
-    errors = _read(Path(output_dir) / "errors", ["row_id", "step", "model", "error_type"])
+    results = read_records(output_dir, "results", ["row_id", "step", "model", "output"])
+    errors = read_records(output_dir, "errors", ["row_id", "step", "model", "error_type"])
     models_per_step: dict[str, set[str]] = {}
     for table in (results, errors):
         for step, model in zip(
@@ -36,12 +37,6 @@ def wide_view(output_dir: str | Path) -> pa.Table:
             wide = _add_column(wide, results, step, model, "output", name)
             wide = _add_column(wide, errors, step, model, "error_type", f"{name}.error")
     return wide
-
-
-def _read(directory: Path, columns: list[str]) -> pa.Table:
-    if not directory.is_dir():
-        return pa.table({name: pa.array([], pa.string()) for name in columns})
-    return ds.dataset(directory, format="parquet").to_table(columns=columns)
 
 
 def _add_column(wide: pa.Table, records: pa.Table, step: str, model: str, field: str, name: str) -> pa.Table:
