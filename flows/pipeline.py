@@ -109,6 +109,7 @@ def _start_run(
         max_cost_usd=spec.max_cost_usd,
         processes=worker_count(spec.dask) if spec.dask else 1,
         shared_pools=spec.dask is None,
+        fresh_output=len(index) == 0,
     )
 
 
@@ -129,7 +130,10 @@ async def _finish_run(
             spec.max_cost_usd,
             budget.refused,
         )
-    compact_outputs(run.output_dir)
+    if not run.fresh_output:
+        # Only older records can be superseded: a run into an empty directory skips the pass over
+        # every record (what would make memory grow with the dataset).
+        compact_outputs(run.output_dir)
     models = {name: spec.step(name).model_names for name in checked.order}
     total = _total_rows(checked, limit)
     summary = summarize(spec.name, run.run_id, run.output_dir, total, elapsed_s, models, outcomes)

@@ -99,15 +99,12 @@ def summarize(
 
 
 def _add_latencies(steps: dict[tuple[str, str], StepSummary], output_dir: str, run_id: str) -> None:
-    table = read_records(
-        output_dir,
-        "results",
-        ["step", "model", "latency_ms", "cost_usd"],
-        filter=pc.field("run_id") == run_id,
-    )
     for (name, model), step in steps.items():
-        mask = pc.and_(pc.equal(table.column("step"), name), pc.equal(table.column("model"), model))
-        chosen = table.filter(mask)
+        # One (step, model) at a time, filtered while reading: a few numbers per record in memory.
+        of_this_run = (
+            (pc.field("run_id") == run_id) & (pc.field("step") == name) & (pc.field("model") == model)
+        )
+        chosen = read_records(output_dir, "results", ["latency_ms", "cost_usd"], filter=of_this_run)
         latencies, costs = chosen.column("latency_ms"), chosen.column("cost_usd")
         if len(costs) and costs.null_count == 0:
             step.cost_usd = round(pc.sum(costs).as_py(), 6)

@@ -21,21 +21,23 @@ _KEY = ["row_id", "step", "model"]
 
 def compact_outputs(output_dir: str) -> int:
     """Remove superseded records from results and errors; returns how many were removed."""
-    listing = _listing(output_dir)
-    if listing is None:
+    listed = _listing(output_dir)
+    if listed is None:
         return 0
+    listing, paths = listed
     stale = _stale_positions(listing)
     removed = 0
-    for path in sorted(set(listing.column("file").take(stale).to_pylist())) if len(stale) else []:
-        in_file = pc.equal(listing.column("file"), path)
+    for file_index in sorted(set(listing.column("file").take(stale).to_pylist())) if len(stale) else []:
+        in_file = pc.equal(listing.column("file"), file_index)
         drop = listing.filter(pc.and_(in_file, _mask(len(listing), stale))).column("position")
-        removed += _rewrite_without(Path(path), set(drop.to_pylist()))
+        removed += _rewrite_without(paths[file_index], set(drop.to_pylist()))
     return removed
 
 
-def _listing(output_dir: str) -> pa.Table | None:
-    """Every record's key, rank and place (file, position in file) across results and errors."""
-    tables = []
+def _listing(output_dir: str) -> tuple[pa.Table, list[Path]] | None:
+    """Every record's key, rank and place (file index, position in file) across results and errors."""
+    tables: list[pa.Table] = []
+    paths: list[Path] = []
     for kind, is_result in (("results", 1), ("errors", 0)):
         directory = Path(output_dir) / kind
         if not directory.is_dir():
@@ -49,15 +51,18 @@ def _listing(output_dir: str) -> pa.Table | None:
                     {
                         **{name: table.column(name) for name in _KEY},
                         "rank": rank,
-                        "file": pa.array([str(path)] * table.num_rows, pa.string()),
+                        # The file's index, not its path: a path string per record would cost
+                        # ~100 bytes a record, the bulk of this listing on a large dataset.
+                        "file": pa.array([len(paths)] * table.num_rows, pa.int32()),
                         "position": pa.array(range(table.num_rows), pa.int64()),
                     }
                 )
             )
+            paths.append(path)
     if not tables:
         return None
     listing = pa.concat_tables(tables)
-    return listing.append_column("order", pa.array(range(listing.num_rows), pa.int64()))
+    return listing.append_column("order", pa.array(range(listing.num_rows), pa.int64())), paths
 
 
 def _stale_positions(listing: pa.Table) -> pa.Array:

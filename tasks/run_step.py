@@ -45,6 +45,8 @@ class RunInfo:
     processes: int = 1
     # Shard tasks on the flow's event loop share pools the flow closes; elsewhere each task closes its own.
     shared_pools: bool = True
+    # The output directory held no record when the run started (nothing there can be superseded).
+    fresh_output: bool = False
 
 
 @dataclass
@@ -93,6 +95,7 @@ class StepShardOutcome:
     task_run_name="{step.name}-shard-{shard_index:05d}",
     cache_policy=NONE,
     persist_result=False,
+    cache_result_in_memory=False,
 )
 async def run_step_shard(
     rows: pa.Table,
