@@ -222,9 +222,9 @@ class RateGovernor:
             # n admissions in any half-open 60 s window satisfy n < burst + 60 / interval
             # = rpm·(1 − HEADROOM) + 1, hence n ≤ rpm: the burst is paid for out of the rate.
             burst = max(1, math.floor(rpm * BURST_S / WINDOW_S))
-            # A new bucket starts empty, not full: the key may have been busy a moment ago (another
-            # process, another tool), and a burst into a full provider window is a burst of 429s.
-            tat = self._rpm.tat if self._rpm else self._clock()
+            # A new bucket starts full (`tat` is when it is full again), so a key that was busy a
+            # moment ago elsewhere gets one burst of `burst` requests into its provider window.
+            tat = self._rpm.tat if self._rpm else -math.inf
             self._rpm = Pacer(rpm * (1 - HEADROOM) - (burst - 1), burst, tat)
         else:
             self._rpm = None
