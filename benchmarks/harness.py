@@ -66,15 +66,15 @@ class Sizes:
         """A smoke-test size: proves every benchmark still runs, judges nothing."""
         return cls(
             throughput_rows=2_000,
-            naive_prefect_rows=200,
-            latency_rows=2_000,
+            naive_prefect_rows=100,
+            latency_rows=1_000,
             latency_concurrency=200,
             latency_s=0.2,
             # 5 s of work at the limit; the sandbox's window stays 60 s, so it is not pre-filled.
             rate_rpm=1_200,
-            rate_work_s=5.0,
+            rate_work_s=4.0,
             rate_warmup_s=0.0,
-            memory_rows=(10_000, 20_000),
+            memory_rows=(1_000, 3_000),
             capacity_requests=3_000,
             quick=True,
         )

@@ -81,7 +81,8 @@ def run(sizes: Sizes) -> list[Result]:
                 cpu_us_per_request=per_request_us(stats.cpu_s, rows),
                 ratio=loop_rate / ideal,
                 ratio_to="÷ ideal",
-                notes="the same client with a semaphore: the ceiling at this concurrency",
+                notes="the same client with a semaphore: the ceiling at this concurrency"
+                + ("" if stats.ok == rows else f"; statuses {dict(stats.statuses)} (0: transport error)"),
             )
         )
     return results

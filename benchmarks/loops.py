@@ -18,7 +18,7 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,6 +28,8 @@ from benchmarks.harness import WARMUP_REQUESTS, chat_body, prompt_text
 from sandbox.config import DEFAULT_GATEWAY_KEY
 
 LOOP_KINDS = ("httpx", "gateway", "aiohttp", "openai")
+# The "status" of a request that failed below HTTP (connect timeout, reset, ...).
+TRANSPORT_ERROR = 0
 
 # One request: send the body of a prompt, return the HTTP status.
 Sender = Callable[[str], Awaitable[int]]
@@ -54,7 +56,10 @@ async def _drive(send: Sender, prompts: list[str], concurrency: int) -> LoopStat
 
     async def one(prompt: str) -> None:
         async with semaphore:
-            statuses[await send(prompt)] += 1
+            try:
+                statuses[await send(prompt)] += 1
+            except Exception:  # a transport failure counts as status 0, like the sandbox's drops
+                statuses[TRANSPORT_ERROR] += 1
 
     warmup = [prompt_text(i, tag="warm-up") for i in range(WARMUP_REQUESTS)]
     await asyncio.gather(*(one(p) for p in warmup))
@@ -129,7 +134,7 @@ async def openai_loop(url: str, prompts: list[str], concurrency: int) -> LoopSta
         return await _drive(send, prompts, concurrency)
 
 
-LOOPS: dict[str, Callable[[str, list[str], int], Awaitable[LoopStats]]] = {
+LOOPS: dict[str, Callable[[str, list[str], int], Coroutine[Any, Any, LoopStats]]] = {
     "aiohttp": aiohttp_loop,
     "httpx": httpx_loop,
     "gateway": gateway_loop,

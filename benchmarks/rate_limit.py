@@ -134,6 +134,8 @@ class Arrivals:
     retries: int
     early_retries: int
     min_margin_s: float | None
+    # 429s within the first second of the engine's arrivals (an initial burst into a full window).
+    first_second_429s: int
 
     @classmethod
     def of(cls, entries: list[dict[str, Any]]) -> Arrivals:
@@ -153,6 +155,7 @@ class Arrivals:
                     margin = gap if margin is None else min(margin, gap)
                     early += gap < 0
         times = [e["t"] for e in mine]
+        first = min(times) if times else 0.0
         return cls(
             requests=len(mine),
             ok=sum(e["status"] == 200 for e in mine),
@@ -161,6 +164,7 @@ class Arrivals:
             retries=retries,
             early_retries=early,
             min_margin_s=margin,
+            first_second_429s=sum(e["status"] == 429 and e["t"] < first + 1.0 for e in mine),
         )
 
 
@@ -217,7 +221,8 @@ def _one_run(
         met = ratio >= mode.min_ratio and share <= mode.max_429_share and seen.early_retries == 0
     notes = [
         f"{seen.requests} requests, {seen.rate_limited} answered 429 ({share:.2%}), {seen.retries} retries, "
-        f"{seen.early_retries} sooner than Retry-After"
+        f"{seen.first_second_429s} of the 429s in the first second, "
+        f"{seen.early_retries} retries sooner than Retry-After"
         + (f" (closest {seen.min_margin_s * 1000:+.0f} ms)" if seen.min_margin_s is not None else ""),
         f"admitted {seen.ok} over {seen.span_s:.1f} s of arrivals; run elapsed {flow.elapsed_s:.1f} s, "
         f"start-up {flow.startup_s:.1f} s",

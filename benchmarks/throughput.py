@@ -63,7 +63,7 @@ def run(sizes: Sizes) -> list[Result]:
     with workdir(NAME) as wd, start_process(SandboxConfig()) as sandbox:
         prompts_path = write_prompts(wd / "prompts.parquet", rows)
         prompts = read_prompts(prompts_path)
-        flow = _byokflow(wd, sandbox.url, prompts_path, rows, concurrency)
+        flow = _byokflow(wd, sandbox.url, prompts_path, rows, concurrency, sizes.quick)
         results.append(flow)
         by_kind: dict[str, Result] = {}
         for kind in ("httpx", "gateway", "aiohttp", "openai"):
@@ -91,22 +91,32 @@ def run(sizes: Sizes) -> list[Result]:
     return results
 
 
-def _byokflow(wd: Path, url: str, prompts: Path, rows: int, concurrency: int) -> Result:
-    """`byokflow run` on every row, after a one-row run that measures the fixed costs."""
+def _byokflow(wd: Path, url: str, prompts: Path, rows: int, concurrency: int, quick: bool) -> Result:
+    """`byokflow run` on every row, after a one-row run that measures the fixed costs.
+
+    The quick size skips the one-row run (it costs a Prefect start-up): CPU per request then
+    covers the whole process.
+    """
     spec = write_spec(wd, url, prompts, concurrency=concurrency)
-    log(f"{NAME}: byokflow run --limit 1 (fixed costs: Prefect start-up, preflight, shutdown)")
-    baseline = run_byokflow(spec, wd, "--limit", "1", out=wd / "one-row")
+    baseline = None
+    if not quick:
+        log(f"{NAME}: byokflow run --limit 1 (fixed costs: Prefect start-up, preflight, shutdown)")
+        baseline = run_byokflow(spec, wd, "--limit", "1", out=wd / "one-row")
     log(f"{NAME}: byokflow run, {rows} rows")
     flow = run_byokflow(spec, wd, out=wd / "all-rows")
     child = flow.child
     if child.returncode != 0 or flow.elapsed_s is None:
         return Result(NAME, "byokflow run", rows, child.wall_s, notes=describe_failure(child))
-    steady_cpu = child.cpu_s - baseline.child.cpu_s if baseline.child.returncode == 0 else None
     notes = (
         f"whole process {child.wall_s:.1f} s = {rows / child.wall_s:,.0f} rows/s; "
-        f"Prefect start-up etc. {flow.startup_s:.1f} s; "
-        f"CPU {child.cpu_s:.1f} s total, {baseline.child.cpu_s:.1f} s for a 1-row run"
+        f"Prefect start-up etc. {flow.startup_s:.1f} s; CPU {child.cpu_s:.1f} s total"
     )
+    if baseline is not None and baseline.child.returncode == 0:
+        steady_cpu, baseline_cpu = child.cpu_s - baseline.child.cpu_s, baseline.child.cpu_s
+        notes += f", {baseline_cpu:.1f} s for a 1-row run (CPU/request: the difference ÷ rows)"
+    else:
+        steady_cpu, baseline_cpu = child.cpu_s, None
+        notes += " (CPU/request: whole process incl. start-up, no 1-row run at this size)"
     if flow.ok != rows:
         notes += f"; ok {flow.ok}, errors {flow.errors}"
     return Result(
@@ -115,15 +125,14 @@ def _byokflow(wd: Path, url: str, prompts: Path, rows: int, concurrency: int) ->
         rows,
         flow.elapsed_s,
         rows_per_s=(flow.ok or 0) / flow.elapsed_s,
-        cpu_us_per_request=per_request_us(steady_cpu, rows - 1),
+        cpu_us_per_request=per_request_us(steady_cpu, rows - 1 if baseline_cpu is not None else rows),
         notes=notes,
         extra={
             "wall_s": child.wall_s,
             "elapsed_s": flow.elapsed_s,
             "startup_s": flow.startup_s,
             "cpu_s": child.cpu_s,
-            "one_row_cpu_s": baseline.child.cpu_s,
-            "one_row_wall_s": baseline.child.wall_s,
+            "one_row_cpu_s": baseline_cpu,
             "whole_process_rows_per_s": rows / child.wall_s,
             "whole_process_cpu_us_per_request": per_request_us(child.cpu_s, rows),
         },
