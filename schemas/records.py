@@ -35,14 +35,20 @@ def step_view(fields: dict[str, Any]) -> dict[str, Any]:
     return view
 
 
+# What identifies a record, first in both datasets: which run wrote it, for which (row, step, model),
+# and the content hash of the request.
+RECORD_KEY_FIELDS = [
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("row_id", pa.string(), nullable=False),
+    pa.field("step", pa.string(), nullable=False),
+    pa.field("model", pa.string(), nullable=False),
+    pa.field("provider", pa.string(), nullable=False),
+    pa.field("request_hash", pa.string(), nullable=False),
+]
+
 RESULT_SCHEMA = pa.schema(
     [
-        pa.field("run_id", pa.string(), nullable=False),
-        pa.field("row_id", pa.string(), nullable=False),
-        pa.field("step", pa.string(), nullable=False),
-        pa.field("model", pa.string(), nullable=False),
-        pa.field("provider", pa.string(), nullable=False),
-        pa.field("request_hash", pa.string(), nullable=False),
+        *RECORD_KEY_FIELDS,
         pa.field("output", pa.string()),
         pa.field("finish_reason", pa.string()),
         pa.field("prompt_tokens", pa.int64()),
@@ -66,12 +72,7 @@ RESULT_SCHEMA = pa.schema(
 
 ERROR_SCHEMA = pa.schema(
     [
-        pa.field("run_id", pa.string(), nullable=False),
-        pa.field("row_id", pa.string(), nullable=False),
-        pa.field("step", pa.string(), nullable=False),
-        pa.field("model", pa.string(), nullable=False),
-        pa.field("provider", pa.string(), nullable=False),
-        pa.field("request_hash", pa.string(), nullable=False),
+        *RECORD_KEY_FIELDS,
         pa.field("status_code", pa.int32()),
         pa.field("error_type", pa.string(), nullable=False),
         pa.field("error_code", pa.string()),
