@@ -25,6 +25,8 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from schemas.errors import ByokflowError
+
 RETRIABLE_STATUSES = frozenset({408, 409, 429})
 
 
@@ -33,7 +35,7 @@ def is_retriable_status(status_code: int) -> bool:
     return status_code in RETRIABLE_STATUSES or status_code >= 500
 
 
-class GatewayError(Exception):
+class GatewayError(ByokflowError):
     """Base class of every error the gateway client raises."""
 
     kind: ClassVar[str] = "gateway_error"

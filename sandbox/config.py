@@ -18,6 +18,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from schemas.errors import ByokflowError
 from schemas.providers import SUPPORTED_PROVIDERS
 
 # The default catalogue: model names as the provider spells them (no provider prefix).
@@ -40,7 +41,7 @@ DEFAULT_MODELS: dict[str, list[str]] = {
 DEFAULT_GATEWAY_KEY = "sandbox-gateway-key"
 
 
-class SandboxConfigError(ValueError):
+class SandboxConfigError(ByokflowError, ValueError):
     """The sandbox config is invalid; the message names the file (when there is one) and the key."""
 
 

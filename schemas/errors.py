@@ -1,28 +1,26 @@
-"""Errors raised while reading what a user wrote: the pipeline spec and provider names.
+"""The project's one error root, and the errors raised while reading what a user wrote.
 
-SchemaError
-├── SpecError             the spec file cannot be read or does not validate (names file and key)
-└── UnknownProviderError  a provider name the gateway does not support
+Every error byokflow raises on purpose derives from `ByokflowError`, so the CLI can turn any of
+them into a message and exit code 2 (and anything else is a bug):
+
+    ByokflowError
+    ├── SchemaError                  schemas: what the user wrote
+    │   └── SpecError                the spec file cannot be read or does not validate (file and key)
+    ├── GatewayError                 gateway: a call failed (tree in gateway/errors.py)
+    ├── PipelineError                engine: the run cannot start or go on (tree in tasks/errors.py)
+    └── SandboxConfigError           sandbox: its configuration is invalid
 """
 
 from __future__ import annotations
 
 
-class SchemaError(Exception):
+class ByokflowError(Exception):
+    """Root of every error byokflow raises on purpose."""
+
+
+class SchemaError(ByokflowError):
     """Base class of every error in `schemas`."""
 
 
 class SpecError(SchemaError):
     """The pipeline spec is invalid; the message names the file and the key."""
-
-
-class UnknownProviderError(SchemaError):
-    """A provider name the gateway does not support."""
-
-    def __init__(self, provider: str) -> None:
-        from schemas.providers import SUPPORTED_PROVIDERS
-
-        self.provider = provider
-        super().__init__(
-            f"unknown provider {provider!r}; supported providers: {', '.join(SUPPORTED_PROVIDERS)}"
-        )

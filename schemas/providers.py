@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from schemas.errors import UnknownProviderError
-
 SUPPORTED_PROVIDERS: tuple[str, ...] = (
     "openai",
     "anthropic",
@@ -20,12 +18,6 @@ SUPPORTED_PROVIDERS: tuple[str, ...] = (
     "moonshot",
 )
 
-
-def check_provider(provider: str) -> str:
-    """Return `provider` if the gateway supports it, else raise UnknownProviderError."""
-    if provider not in SUPPORTED_PROVIDERS:
-        raise UnknownProviderError(provider)
-    return provider
 
 
 def split_model(model: str) -> tuple[str | None, str]:

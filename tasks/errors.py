@@ -12,8 +12,10 @@ Provider failures are never raised: they become error records.
 
 from __future__ import annotations
 
+from schemas.errors import ByokflowError
 
-class PipelineError(Exception):
+
+class PipelineError(ByokflowError):
     """Base class: the run cannot start or go on; the message says where and why."""
 
 
