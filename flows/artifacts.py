@@ -12,7 +12,7 @@ from prefect.artifacts import (
 )
 
 from flows.summary import RunSummary, summary_rows
-from tasks.progress import board
+from tasks.run.progress import board
 
 
 def artifact_key(pipeline: str, suffix: str) -> str:

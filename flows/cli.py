@@ -121,8 +121,8 @@ def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: A
     from flows.dask_runner import pipeline_for
     from flows.display import ProgressDisplay, print_summary
     from flows.preflight import preflight
-    from tasks.journal import recover_journals
-    from tasks.stop import clear_stop, stop_requested
+    from tasks.run.stop import clear_stop, stop_requested
+    from tasks.store.journal import recover_journals
 
     clear_stop()
     previous = signal.signal(signal.SIGINT, _stop_gracefully)
@@ -171,7 +171,7 @@ GRACE_SECONDS = 15.0
 
 def _stop_gracefully(signum: int, frame: object) -> None:
     """First Ctrl-C: send nothing new and let in-flight requests finish; second: abort now."""
-    from tasks.stop import request_stop, stop_requested
+    from tasks.run.stop import request_stop, stop_requested
 
     if stop_requested():
         raise KeyboardInterrupt
@@ -251,8 +251,8 @@ def export(
     to: Annotated[Path | None, typer.Option(help="File to write (default: OUTPUT_DIR/wide.parquet).")] = None,
 ) -> None:
     """Write the wide view: one row per input row, each step's output (and error type) as columns."""
-    from tasks.wide_view import wide_view
-    from tasks.write_part import write_part
+    from tasks.store.wide_view import wide_view
+    from tasks.store.write_part import write_part
 
     if not (output_dir / "manifest.json").exists():
         raise _fail(f"{output_dir}: not an output directory of byokflow (no manifest.json)")
@@ -268,7 +268,7 @@ def report(
     to: Annotated[Path | None, typer.Option(help="File to write (default: OUTPUT_DIR/report.html).")] = None,
 ) -> None:
     """Write a self-contained HTML report: summary, score/latency/cost charts, worst rows."""
-    from flows.report import write_report
+    from tasks.evaluation.report import write_report
 
     try:
         path = write_report(output_dir, to)
@@ -337,7 +337,7 @@ def demo(
 
 
 def _show_preview(output_dir: str) -> None:
-    from tasks.record_store import RecordKind, read_records
+    from tasks.store.record_store import RecordKind, read_records
 
     previews: tuple[tuple[RecordKind, list[str]], ...] = (
         ("results", ["row_id", "step", "output"]),

@@ -24,7 +24,7 @@ from rich.progress import (
 from rich.table import Table
 
 from flows.summary import RunSummary, summary_rows
-from tasks.progress import ProgressBoard, StepProgress, board
+from tasks.run.progress import ProgressBoard, StepProgress, board
 
 
 class ProgressDisplay:

@@ -10,9 +10,9 @@ from dataclasses import dataclass
 
 from flows.preflight import CheckedPipeline
 from schemas.prices import load_prices
-from tasks.dataset import iter_shards
-from tasks.render import StepRenderer
-from tasks.row_call import estimate_tokens
+from tasks.inputs.dataset import iter_shards
+from tasks.rows.render import StepRenderer
+from tasks.rows.row_call import estimate_tokens
 
 DEFAULT_ANSWER_TOKENS = 256
 

@@ -10,9 +10,9 @@ from typing import Any
 import pyarrow.dataset as ds
 from prefect.artifacts import acreate_markdown_artifact, acreate_table_artifact
 
-from flows.report import write_report
 from schemas.spec import PipelineSpec
-from tasks.score_run import ScoringSummary, score_outputs
+from tasks.evaluation.report import write_report
+from tasks.evaluation.score_run import ScoringSummary, score_outputs
 
 
 async def evaluate(

@@ -26,17 +26,17 @@ from flows.preflight import CheckedPipeline, preflight
 from flows.summary import RunSummary, summarize, write_manifest
 from schemas.spec import PipelineSpec
 from schemas.spec_file import load_spec
-from tasks.budget import BudgetGuard, forget_guard
-from tasks.compaction import compact_outputs
-from tasks.dataset import iter_shards
-from tasks.journal import recover_journals
-from tasks.output_lock import output_lock
-from tasks.progress import board
-from tasks.resume import done_index, forget_index
-from tasks.run_step import RunInfo, StepShardOutcome, run_step_shard
-from tasks.score_run import check_scores
-from tasks.step_pool import close_step_pools
-from tasks.stop import stop_requested
+from tasks.evaluation.score_run import check_scores
+from tasks.inputs.dataset import iter_shards
+from tasks.limits.budget import BudgetGuard, forget_guard
+from tasks.run.progress import board
+from tasks.run.step_pool import close_step_pools
+from tasks.run.stop import stop_requested
+from tasks.shard_task import RunInfo, StepShardOutcome, run_step_shard
+from tasks.store.compaction import compact_outputs
+from tasks.store.done_index import done_index, forget_index
+from tasks.store.journal import recover_journals
+from tasks.store.output_lock import output_lock
 
 
 @flow(name="byokflow-pipeline", log_prints=False)

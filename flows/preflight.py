@@ -14,12 +14,12 @@ from schemas.errors import SpecError
 from schemas.prices import load_prices
 from schemas.records import STEP_VIEW_FIELDS
 from schemas.spec import PipelineSpec
-from tasks.credentials import load_key
-from tasks.dataset import check_columns, check_ids, check_prompt_values, open_dataset
 from tasks.errors import TemplateError
-from tasks.local_tools import load_tool
-from tasks.render import StepRenderer
-from tasks.structured import OutputValidator
+from tasks.inputs.dataset import check_columns, check_ids, check_prompt_values, open_dataset
+from tasks.rows.local_tools import load_tool
+from tasks.rows.render import StepRenderer
+from tasks.rows.structured import OutputValidator
+from tasks.run.credentials import load_key
 
 
 @dataclass

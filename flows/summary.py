@@ -10,9 +10,9 @@ from typing import Any
 
 import pyarrow.compute as pc
 
-from tasks.record_store import read_records
-from tasks.run_step import StepShardOutcome
-from tasks.write_part import write_json_atomically
+from tasks.shard_task import StepShardOutcome
+from tasks.store.record_store import read_records
+from tasks.store.write_part import write_json_atomically
 
 
 @dataclass

@@ -17,6 +17,14 @@ SUPPORTED_PROVIDERS: tuple[str, ...] = (
     "fireworks_ai",
     "moonshot",
 )
+SUPPORTED_LIST = ", ".join(SUPPORTED_PROVIDERS)
+
+
+def unknown_provider_message(provider: str) -> str | None:
+    """Why `provider` cannot be used under BYOK, or None when the gateway supports it."""
+    if provider in SUPPORTED_PROVIDERS:
+        return None
+    return f"unknown provider {provider!r}; supported providers: {SUPPORTED_LIST}"
 
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
-from schemas.providers import SUPPORTED_PROVIDERS, check_provider, split_model
+from schemas.providers import split_model, unknown_provider_message
 from schemas.scoring import ScoreList
 
 STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -310,11 +310,10 @@ class PipelineSpec(SpecModel):
 
 
 def _checked_provider(provider: str) -> str:
-    if provider not in SUPPORTED_PROVIDERS:
-        raise ValueError(
-            f"unknown provider {provider!r}; supported providers: {', '.join(SUPPORTED_PROVIDERS)}"
-        )
-    return check_provider(provider)
+    problem = unknown_provider_message(provider)
+    if problem is not None:
+        raise ValueError(problem)
+    return provider
 
 
 def _checked_model(value: str) -> str:

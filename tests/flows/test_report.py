@@ -19,13 +19,13 @@ import pytest
 
 from flows.evaluation import evaluate, summary_markdown
 from flows.pipeline import load_pipeline_spec, pipeline
-from flows.report import ReportError, write_report
 from sandbox import SandboxServer
 from schemas.spec import CredentialsSpec, GatewaySpec, KeySource, PipelineSpec
-from tasks.score_run import load_scoring_summary, score_outputs
+from tasks.evaluation.report import ReportError, write_report
+from tasks.evaluation.score_run import load_scoring_summary, score_outputs
 from tests.conftest import SANDBOX_GATEWAY_KEY
 from tests.flows.support import GATEWAY_ENV, read
-from tests.tasks.test_scorers import NORMALIZED, build_output_dir, make_spec, result, standard_records
+from tests.tasks.evaluation.test_scorers import NORMALIZED, build_output_dir, make_spec, result, standard_records
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "evaluation" / "pipeline.yaml"
 PROVIDER_ENV = "BYOKFLOW_TEST_PROVIDER_KEY"

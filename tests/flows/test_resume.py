@@ -105,7 +105,7 @@ async def test_retry_errors_moves_rows_from_errors_to_results(
 async def test_journal_of_an_interrupted_run_is_recovered(
     tmp_path: Path, clean_sandbox: SandboxServer
 ) -> None:
-    from tasks.journal import journal_path
+    from tasks.store.journal import journal_path
 
     write_prompts(tmp_path / "prompts.parquet", [f"q {i}" for i in range(4)])
     spec = make_spec(tmp_path, clean_sandbox.url, [step()])
@@ -134,7 +134,7 @@ async def test_a_second_run_on_a_busy_output_directory_is_refused(
     tmp_path: Path, clean_sandbox: SandboxServer
 ) -> None:
     from tasks.errors import OutputBusyError
-    from tasks.output_lock import output_lock
+    from tasks.store.output_lock import output_lock
 
     write_prompts(tmp_path / "prompts.parquet", ["q"])
     spec = make_spec(tmp_path, clean_sandbox.url, [step()])

@@ -1,0 +1,385 @@
+"""One rate governor per provider key per process: RPM/TPM pacing, concurrency, 429 back-off.
+
+Shared by every shard task and step using the key, on whatever event loop (thread): state sits
+behind a `threading.Lock` and a waiter only awaits a future of its own loop, woken thread-safely.
+RPM is a GCRA bucket whose burst is paid for out of its rate, so no sliding 60 s window holds more
+than `rpm`; TPM is a bucket spreading estimated tokens plus a 60 s log (corrected to actual usage)
+capping them as the provider counts. A 429 pauses the key until Retry-After and, with `adaptive`,
+halves concurrency (AIMD); `x-ratelimit-*` headers pause it when nothing remains and teach unset
+limits. The registry holds an HMAC of each key, never the key.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import math
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable, Mapping
+from types import TracebackType
+from typing import Any
+
+from gateway.errors import RateLimitError
+from schemas.spec import RateLimits
+from tasks.limits.pacing import (
+    MIN_WAIT,
+    WINDOW_S,
+    Charge,
+    Pacer,
+    TokenLog,
+    int_header,
+    merge_limits,
+    parse_reset,
+    tighter,
+)
+
+Headers = Mapping[str, str]
+
+# Fraction of each limit held back: absorbs jitter between our admission and the provider's count.
+HEADROOM = 0.01
+# RPM burst, in seconds of the steady rate (TPM's is in tasks/pacing.py).
+BURST_S = 0.5
+# Growth ceiling of adaptive concurrency when no max_concurrency is configured.
+CEILING = 1024
+# Pause after a 429 that says nothing about when to come back.
+DEFAULT_PAUSE_S = 1.0
+_UNBOUNDED = 1 << 30
+_BLOCKED = math.inf
+
+_SECRET = os.urandom(32)
+_REGISTRY: dict[str, RateGovernor] = {}
+_REGISTRY_LOCK = threading.Lock()
+# (limit, remaining, reset) header names of requests, then of tokens.
+_HEADERS = tuple(
+    (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
+    for kind in ("requests", "tokens")
+)
+
+
+def key_id(key: str) -> str:
+    """A per-process id for a key: HMAC-SHA256 with a random secret, hex[:16]; not reversible."""
+    return hmac.new(_SECRET, key.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def governor_for(key: str, limits: RateLimits | None = None) -> RateGovernor:
+    """The process-wide governor of `key`; a later caller's limits merge in (tighter wins)."""
+    kid, limits = key_id(key), limits or RateLimits()
+    with _REGISTRY_LOCK:
+        governor = _REGISTRY.get(kid)
+        if governor is None:
+            governor = _REGISTRY[kid] = RateGovernor(limits, key_id=kid)
+            return governor
+    governor.tighten(limits)
+    return governor
+
+
+def reset_governors() -> None:
+    """Forget every governor (tests)."""
+    with _REGISTRY_LOCK:
+        _REGISTRY.clear()
+
+
+class _Waiter:
+    """A request in line, with the future (of its own loop) that wakes it."""
+
+    __slots__ = ("fut", "loop", "timed")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self.loop = loop
+        self.fut: asyncio.Future[None] | None = None
+        self.timed = False  # sleeping out a time limit, which only a refund can shorten
+
+
+def _set_done(fut: asyncio.Future[None]) -> None:
+    if not fut.done():
+        fut.set_result(None)
+
+
+def _running_loop() -> asyncio.AbstractEventLoop | None:
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return None
+
+
+class Permit:
+    """One request's turn on a key: `async with gov.slot(...) as permit`, then report the outcome."""
+
+    __slots__ = ("_charge", "_estimate", "_gov", "_reported", "_seq")
+
+    def __init__(self, gov: RateGovernor, estimate: int) -> None:
+        self._gov, self._estimate, self._seq, self._reported = gov, estimate, 0, False
+        self._charge: Charge | None = None
+
+    async def __aenter__(self) -> Permit:
+        await self._gov._acquire(self)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        # A 429 the caller forgot to report still counts.
+        if isinstance(exc, RateLimitError) and not self._reported:
+            self.rate_limited(exc.retry_after)
+        self._gov._release()
+
+    def succeeded(self, total_tokens: int | None = None, headers: Headers | None = None) -> None:
+        """The call succeeded: correct the token estimate to `total_tokens`, read rate-limit headers."""
+        if not self._reported:
+            self._reported = True
+            self._gov._on_success(self, total_tokens, headers)
+
+    def rate_limited(self, retry_after: float | None = None, headers: Headers | None = None) -> None:
+        """The call got a 429: pause the key until Retry-After and (adaptive) back off."""
+        if not self._reported:
+            self._reported = True
+            self._gov._on_rate_limited(self, retry_after, headers)
+
+    def failed(self) -> None:
+        """The call failed otherwise: nothing to learn; its estimate stays charged."""
+        self._reported = True
+
+
+class RateGovernor:
+    """Admission control for one provider key: RPM, TPM, concurrency and 429 pauses; thread-safe."""
+
+    def __init__(
+        self,
+        limits: RateLimits | None = None,
+        *,
+        key_id: str = "",
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.key_id, self._clock, self._sleep = key_id, clock, sleep
+        self._lock = threading.Lock()
+        self._queue: deque[_Waiter] = deque()
+        self._in_flight = self._admitted = self._rate_limited = self._successes = 0
+        self._paused_until = -math.inf
+        # Admission number at the last decrease: 429s and successes of requests admitted before it
+        # belong to that episode, and neither halve the limit again nor count towards growth.
+        self._calm_from = 0
+        self._learned: list[int | None] = [None, None]  # rpm, tpm from headers
+        self._rpm: Pacer | None = None
+        self._tpm: TokenLog | None = None
+        self._limit = _UNBOUNDED
+        self._configure(limits or RateLimits())
+
+    def slot(self, estimated_tokens: int = 0) -> Permit:
+        """An async context manager admitting one request of about `estimated_tokens` tokens."""
+        return Permit(self, estimated_tokens)
+
+    def tighten(self, limits: RateLimits) -> None:
+        """Merge another step's limits in: the tighter value of each wins."""
+        with self._lock:
+            merged = merge_limits(self._limits, limits)
+            if merged != self._limits:
+                self._configure(merged)
+                self._wake_head()
+
+    def snapshot(self) -> dict[str, Any]:
+        """Current state for progress display and tests; holds no key."""
+        with self._lock:
+            now = self._clock()
+            paused = self._paused_until > now
+            if self._tpm is not None:
+                self._tpm.expire(now)
+            return {
+                "key_id": self.key_id,
+                "concurrency_limit": None if self._limit >= _UNBOUNDED else self._limit,
+                "in_flight": self._in_flight,
+                "waiting": len(self._queue),
+                "paused_until": self._paused_until if paused else None,
+                "paused_for": self._paused_until - now if paused else 0.0,
+                "rate_limited": self._rate_limited,
+                "admitted": self._admitted,
+                "rpm": self._limits.rpm or self._learned[0],
+                "tpm": self._limits.tpm or self._learned[1],
+                "tokens_in_window": None if self._tpm is None else self._tpm.total,
+                "adaptive": self._adaptive,
+            }
+
+    def __repr__(self) -> str:
+        return f"RateGovernor(key_id={self.key_id!r}, limits={self._limits!r})"
+
+    def _configure(self, limits: RateLimits) -> None:
+        """Apply (merged) limits; lock held (or not yet shared)."""
+        self._limits = limits
+        unset = limits.rpm is None and limits.tpm is None and limits.max_concurrency is None
+        self._adaptive = limits.adaptive or unset
+        self._ceiling = limits.max_concurrency or (CEILING if self._adaptive else _UNBOUNDED)
+        self._limit = min(self._limit, self._ceiling)
+        self._set_rates()
+
+    def _set_rates(self) -> None:
+        """(Re)build the buckets; each keeps when it is full again, so no change releases a burst."""
+        rpm, tpm = self._limits.rpm or self._learned[0], self._limits.tpm or self._learned[1]
+        if rpm:
+            # n admissions in any half-open 60 s window satisfy n < burst + 60 / interval
+            # = rpm·(1 − HEADROOM) + 1, hence n ≤ rpm: the burst is paid for out of the rate.
+            burst = max(1, math.floor(rpm * BURST_S / WINDOW_S))
+            # A new bucket starts full (`tat` is when it is full again), so a key that was busy a
+            # moment ago elsewhere gets one burst of `burst` requests into its provider window.
+            tat = self._rpm.tat if self._rpm else -math.inf
+            self._rpm = Pacer(rpm * (1 - HEADROOM) - (burst - 1), burst, tat)
+        else:
+            self._rpm = None
+        if not tpm:
+            self._tpm = None
+        elif self._tpm is None:
+            self._tpm = TokenLog(tpm * (1 - HEADROOM))
+        else:
+            self._tpm.retune(tpm * (1 - HEADROOM))
+
+    async def _acquire(self, permit: Permit) -> None:
+        with self._lock:
+            if not self._queue:
+                now = self._clock()
+                if self._wait(permit._estimate, now) == 0.0:
+                    self._take(permit, now)
+                    return
+            waiter = _Waiter(asyncio.get_running_loop())
+            self._queue.append(waiter)
+        try:
+            await self._wait_in_line(waiter, permit)
+        except BaseException:
+            with self._lock:
+                self._forget(waiter)
+            raise
+
+    async def _wait_in_line(self, waiter: _Waiter, permit: Permit) -> None:
+        """FIFO: only the head checks the limits; the others wait to become head."""
+        while True:
+            delay = _BLOCKED
+            with self._lock:
+                if self._queue[0] is waiter:
+                    now = self._clock()
+                    delay = self._wait(permit._estimate, now)
+                    if delay == 0.0:
+                        self._queue.popleft()
+                        self._take(permit, now)
+                        self._wake_head()  # the next in line may fit at once
+                        return
+                fut = waiter.fut = waiter.loop.create_future()
+                waiter.timed = delay != _BLOCKED
+            if delay == _BLOCKED:
+                await fut
+            elif self._sleep is asyncio.sleep:
+                # A timer handle is far cheaper than racing a sleeping task (the common case).
+                handle = waiter.loop.call_later(delay, _set_done, fut)
+                try:
+                    await fut
+                finally:
+                    handle.cancel()
+            else:
+                sleeper = asyncio.ensure_future(self._sleep(delay))
+                try:
+                    await asyncio.wait((fut, sleeper), return_when=asyncio.FIRST_COMPLETED)
+                finally:
+                    sleeper.cancel()
+
+    def _wait(self, cost: int, now: float) -> float:
+        """0.0 if a request of `cost` tokens may go now, else seconds to wait (inf: for a slot)."""
+        if self._in_flight >= self._limit:
+            return _BLOCKED
+        wait = self._paused_until - now
+        if self._rpm is not None:
+            wait = max(wait, self._rpm.wait(1, now))
+        if self._tpm is not None:
+            wait = max(wait, self._tpm.wait(cost, now))
+        return 0.0 if wait <= 0 else max(wait, MIN_WAIT)
+
+    def _take(self, permit: Permit, now: float) -> None:
+        self._in_flight += 1
+        self._admitted += 1
+        permit._seq = self._admitted
+        if self._rpm is not None:
+            self._rpm.take(1, now)
+        if self._tpm is not None:
+            permit._charge = self._tpm.take(permit._estimate, now)
+
+    def _release(self) -> None:
+        with self._lock:
+            self._in_flight -= 1
+            self._wake_head(timed=False)
+
+    def _wake_head(self, *, timed: bool = True, untimed: bool = True) -> None:
+        """Wake the head if it waits for this kind of event; lock held. Drops dead loops' waiters."""
+        while self._queue:
+            waiter = self._queue[0]
+            fut = waiter.fut
+            if fut is None or not (timed if waiter.timed else untimed):
+                return
+            waiter.fut = None
+            try:
+                if waiter.loop is _running_loop():
+                    _set_done(fut)  # same loop: no need to go through the loop's self-pipe
+                else:
+                    waiter.loop.call_soon_threadsafe(_set_done, fut)
+                return
+            except RuntimeError:  # its loop is closed: nobody will ever take this turn
+                self._queue.popleft()
+
+    def _forget(self, waiter: _Waiter) -> None:
+        """Take a cancelled waiter out of line; lock held."""
+        if waiter in self._queue:
+            was_head = self._queue[0] is waiter
+            self._queue.remove(waiter)
+            if was_head:
+                self._wake_head()
+
+    def _on_success(self, permit: Permit, total_tokens: int | None, headers: Headers | None) -> None:
+        with self._lock:
+            now = self._clock()
+            if total_tokens is not None and permit._charge and self._tpm:
+                diff = total_tokens - permit._estimate
+                self._tpm.correct(permit._charge, diff, now)
+                if diff < 0:
+                    self._wake_head(untimed=False)
+            if not self._adaptive:
+                return
+            if headers:
+                self._use_headers(headers, now)
+            # Grow only while the limit binds (every slot busy), from this episode's requests.
+            binding = self._in_flight >= self._limit and self._limit < self._ceiling
+            if binding and permit._seq > self._calm_from:
+                self._successes += 1
+                if self._successes >= self._limit:  # one more slot per round of successes
+                    self._limit, self._successes = self._limit + 1, 0
+
+    def _on_rate_limited(self, permit: Permit, retry_after: float | None, headers: Headers | None) -> None:
+        with self._lock:
+            now = self._clock()
+            self._rate_limited += 1
+            if headers and self._adaptive:
+                self._use_headers(headers, now)
+            if retry_after is None and headers:
+                resets = [parse_reset(headers[name]) for _, _, name in _HEADERS if name in headers]
+                retry_after = max((r for r in resets if r is not None), default=None)
+            pause = DEFAULT_PAUSE_S if retry_after is None else retry_after
+            self._paused_until = max(self._paused_until, now + pause)
+            if self._adaptive and permit._seq > self._calm_from:
+                # Halve what was in use, not a nominal limit that never bound.
+                self._limit = max(1, min(self._limit, self._in_flight) // 2)
+                self._calm_from, self._successes = self._admitted, 0
+
+    def _use_headers(self, headers: Headers, now: float) -> None:
+        """Pause until the reset when nothing remains; learn limits that were not configured."""
+        changed = False
+        for i, (limit_name, remaining_name, reset_name) in enumerate(_HEADERS):
+            remaining = int_header(headers.get(remaining_name))
+            if remaining is not None and remaining <= 0 and reset_name in headers:
+                seconds = parse_reset(headers[reset_name])
+                if seconds is not None:
+                    self._paused_until = max(self._paused_until, now + seconds)
+            limit = int_header(headers.get(limit_name))
+            # Per-model limits on one key differ: the tightest seen wins, as with configured ones.
+            if limit and limit > 0 and tighter(self._learned[i], limit) != self._learned[i]:
+                self._learned[i], changed = limit, True
+        configured = (self._limits.rpm, self._limits.tpm)
+        if changed and any(c is None and n for c, n in zip(configured, self._learned, strict=True)):
+            self._set_rates()

@@ -1,0 +1,87 @@
+"""A write-ahead journal of records, so a crash loses only the requests that were in flight.
+
+Each shard task appends every record the moment it is complete, with one unbuffered `write` of one
+JSON line, and turns the journal into Parquet parts when the shard ends. A killed process leaves
+its journals behind; the next run turns them into parts (`recover_journals`) before it starts.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import fields
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from schemas.records import ErrorRecord, RecordColumns, ResultRecord, error_columns, result_columns
+from tasks.store.write_part import write_part
+
+JOURNAL_DIR = "journal"
+_RESULT_NAMES = tuple(f.name for f in fields(ResultRecord))
+_ERROR_NAMES = tuple(f.name for f in fields(ErrorRecord))
+_RESULT_FIELDS = set(_RESULT_NAMES)
+
+
+class RecordJournal:
+    """Append-only JSON-lines file of one shard task's records."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+
+    def append(self, record: ResultRecord | ErrorRecord) -> None:
+        """Persist one record now (it survives a kill of this process)."""
+        is_result = isinstance(record, ResultRecord)
+        # A shallow dict: every field is flat, and `asdict` would deep-copy each one on the hot path.
+        data: dict[str, Any] = {"kind": "result" if is_result else "error"}
+        for name in _RESULT_NAMES if is_result else _ERROR_NAMES:
+            data[name] = getattr(record, name)
+        data["completed_at"] = record.completed_at.isoformat()
+        os.write(self._fd, (json.dumps(data, ensure_ascii=False) + "\n").encode())
+
+    def close(self, *, remove: bool) -> None:
+        """Close the file; remove it once its records are safely in Parquet parts."""
+        os.close(self._fd)
+        if remove:
+            self.path.unlink(missing_ok=True)
+
+
+def journal_path(output_dir: str, part_name: str) -> Path:
+    """Where the journal of the shard task writing `part_name` lives."""
+    return Path(output_dir) / JOURNAL_DIR / part_name.replace(".parquet", ".jsonl")
+
+
+def recover_journals(output_dir: str) -> int:
+    """Turn journals left by an interrupted run into parts; returns the records recovered."""
+    directory = Path(output_dir) / JOURNAL_DIR
+    if not directory.is_dir():
+        return 0
+    recovered = 0
+    for journal in sorted(directory.glob("*.jsonl")):
+        results, errors = _read_journal(journal)
+        name = "recovered-" + journal.name.replace(".jsonl", ".parquet")
+        if len(results):
+            write_part(results.to_table(), Path(output_dir) / "results", name)
+        if len(errors):
+            write_part(errors.to_table(), Path(output_dir) / "errors", name)
+        recovered += len(results) + len(errors)
+        journal.unlink()
+    return recovered
+
+
+def _read_journal(path: Path) -> tuple[RecordColumns, RecordColumns]:
+    results, errors = result_columns(), error_columns()
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            data: dict[str, Any] = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # the last line of a killed writer may be cut short
+        kind = data.pop("kind")
+        data["completed_at"] = datetime.fromisoformat(data["completed_at"])
+        if kind == "result" and data.keys() <= _RESULT_FIELDS:
+            results.append(ResultRecord(**data))
+        elif kind == "error":
+            errors.append(ErrorRecord(**data))
+    return results, errors
