@@ -29,7 +29,7 @@ from gateway.settings import (
     change_settings,
     resolve_settings,
 )
-from gateway.stream import iter_chunks
+from gateway.stream import ChunkReader
 from gateway.translate import (
     Exchange,
     decode,
@@ -191,7 +191,7 @@ class GatewayClient:
         with translate_errors(call.secrets) as exchange:
             async with (
                 self._open_stream(call, timeout, exchange) as response,
-                aclosing(iter_chunks(response, call.secrets)) as chunks,
+                aclosing(ChunkReader(response, call.secrets).chunks()) as chunks,
             ):
                 async for chunk in chunks:
                     yield chunk
@@ -275,7 +275,7 @@ class GatewayClient:
         with translate_errors(call.secrets) as exchange:
             async with (
                 self._open_stream(call, timeout, exchange) as response,
-                aclosing(iter_chunks(response, call.secrets)) as chunks,
+                aclosing((reader := ChunkReader(response, call.secrets)).chunks()) as chunks,
             ):
                 async for chunk in chunks:
                     if ttft is None and carries_token(chunk):
@@ -291,6 +291,7 @@ class GatewayClient:
             rate_limit=_rate_limit(response.headers),
             elapsed_s=perf_counter() - started,
             ttft_s=ttft,
+            stream_done=reader.done,
         )
 
     @asynccontextmanager

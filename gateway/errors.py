@@ -13,8 +13,8 @@
     │   └── ServerError               ≥500 (retriable)
     ├── APIConnectionError            gateway unreachable or connection broken (retriable)
     │   └── APITimeoutError           a connect, read, write or pool timeout (retriable)
-    ├── StreamError                   a stream ended without `data: [DONE]` or sent `event: error`
-    │                                 (retriable)
+    ├── StreamError                   a stream sent `event: error`, or ended without `data: [DONE]`
+    │                                 before every choice had a finish reason (retriable)
     └── ResponseDecodeError           the gateway's body is not the JSON it should be (retriable)
 
 Every message, `args` entry and `provider_message` has been scrubbed of the client's keys before
@@ -166,7 +166,7 @@ class APITimeoutError(APIConnectionError):
 
 
 class StreamError(GatewayError):
-    """A stream that ended without `data: [DONE]` or carried `event: error`; retriable."""
+    """A stream that carried `event: error`, or stopped short (no [DONE], a choice unfinished); retriable."""
 
     kind = "stream_broken"
     _retriable = True

@@ -20,3 +20,6 @@ class ChatResult:
     elapsed_s: float
     # Seconds to the first chunk carrying content or a tool call; None unless streamed.
     ttft_s: float | None = None
+    # Streams only: True if the stream ended with `data: [DONE]`, False if it stopped after every
+    # choice reported a finish reason but without [DONE] (accepted, as the openai SDK does).
+    stream_done: bool | None = None

@@ -1,4 +1,4 @@
-"""Reading a chat completion SSE stream: events, then `chat.completion.chunk`s until `[DONE]`."""
+"""Reading a chat completion SSE stream: events, then `chat.completion.chunk`s until `[DONE]` or the end."""
 
 from __future__ import annotations
 
@@ -38,26 +38,59 @@ async def iter_events(lines: AsyncIterable[str]) -> AsyncIterator[tuple[str, str
         yield event or "message", "\n".join(data)
 
 
-async def iter_chunks(
-    response: httpx.Response, secrets: Sequence[str]
-) -> AsyncGenerator[ChatCompletionChunk, None]:
-    """The chunks of a chat stream; StreamError on `event: error` or an end without `[DONE]`."""
-    async for event, data in iter_events(response.aiter_lines()):
-        if event == "error":
-            raise stream_error(response, "the stream sent an error event", data, secrets)
-        if data == DONE:
-            return
-        if not data:
-            continue
-        try:
-            chunk = decode(ChatCompletionChunk, data)
-        except ValidationError:
-            if _is_error_body(data):
-                raise stream_error(response, "the stream sent an error", data, secrets) from None
-            # Anything else malformed is left for the error boundary: ResponseDecodeError.
-            raise
-        yield chunk
-    raise stream_error(response, "the stream ended without data: [DONE]", "", secrets)
+class ChunkReader:
+    """Reads the chunks of one chat stream and remembers how it ended.
+
+    A stream should end with `data: [DONE]`. One that stops without it is still complete when
+    every choice it carried reported a `finish_reason` (the openai SDK accepts such streams; some
+    proxies drop the last event); `done` then stays False. Without a finish reason it is broken.
+    """
+
+    __slots__ = ("_finished", "_response", "_secrets", "_seen", "done")
+
+    def __init__(self, response: httpx.Response, secrets: Sequence[str]) -> None:
+        self._response = response
+        self._secrets = secrets
+        self._seen: set[int] = set()
+        self._finished: set[int] = set()
+        self.done = False
+
+    @property
+    def choice_count(self) -> int:
+        """How many distinct choices the chunks so far carried."""
+        return len(self._seen)
+
+    async def chunks(self) -> AsyncGenerator[ChatCompletionChunk, None]:
+        """The chunks; StreamError on `event: error` or an end before every choice finished."""
+        response, secrets = self._response, self._secrets
+        async for event, data in iter_events(response.aiter_lines()):
+            if event == "error":
+                raise stream_error(response, "the stream sent an error event", data, secrets)
+            if data == DONE:
+                self.done = True
+                return
+            if not data:
+                continue
+            chunk = _decode_chunk(response, data, secrets)
+            for choice in chunk.choices:
+                self._seen.add(choice.index)
+                if choice.finish_reason is not None:
+                    self._finished.add(choice.index)
+            yield chunk
+        unfinished_choices = sorted(self._seen - self._finished)
+        if unfinished_choices or not self._seen:
+            reason = f"the stream ended without data: [DONE] and {unfinished_choices=}"
+            raise stream_error(response, reason, "", secrets)
+
+
+def _decode_chunk(response: httpx.Response, data: str, secrets: Sequence[str]) -> ChatCompletionChunk:
+    try:
+        return decode(ChatCompletionChunk, data)
+    except ValidationError:
+        if _is_error_body(data):
+            raise stream_error(response, "the stream sent an error", data, secrets) from None
+        # Anything else malformed is left for the error boundary: ResponseDecodeError.
+        raise
 
 
 def _is_error_body(data: str) -> bool:

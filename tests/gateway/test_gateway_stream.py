@@ -12,7 +12,7 @@ import pytest
 from gateway import RateLimitError, ResponseDecodeError, StreamError
 from gateway.stream import iter_events
 from schemas.wire import ChatCompletion, ChatCompletionRequest, ChatMessage
-from tests.gateway.support import REQUEST, Recorder, sse
+from tests.gateway.support import REQUEST, Recorder, ok, sse
 
 STREAM_REQUEST = {**REQUEST, "stream": True, "stream_options": {"include_usage": True}}
 HEAD = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1700000000}
@@ -333,3 +333,40 @@ async def test_undeclared_fields_are_carried_over() -> None:
     assert result.completion == unstreamed
     # The chunks' own data is not changed by the assembly.
     assert first == {"content": [{"token": "Hi", "logprob": -0.1}]}
+
+
+async def test_stream_with_done_says_so() -> None:
+    result = await streaming(TEXT_STREAM).client().chat(STREAM_REQUEST)
+    assert result.stream_done is True
+
+
+async def test_unstreamed_result_has_no_stream_done() -> None:
+    result = await Recorder(ok()).client().chat(REQUEST)
+    assert result.stream_done is None
+
+
+async def test_stream_ending_after_finish_reason_without_done_is_accepted() -> None:
+    # What the openai SDK accepts too: every choice said how it finished, only [DONE] is missing.
+    body = sse([chunk({"role": "assistant", "content": "Hi"}), chunk({}, finish="stop"), USAGE])
+    result = await streaming(body).client().chat(STREAM_REQUEST)
+    assert result.completion.choices[0].message.content == "Hi"
+    assert result.completion.choices[0].finish_reason == "stop"
+    assert result.completion.usage is not None and result.completion.usage.total_tokens == 8
+    assert result.stream_done is False
+
+
+async def test_stream_with_an_unfinished_choice_and_no_done_is_broken() -> None:
+    body = sse(
+        [
+            chunk({"role": "assistant", "content": "a"}, index=0, finish="stop"),
+            chunk({"role": "assistant", "content": "b"}, index=1),
+        ]
+    )
+    with pytest.raises(StreamError, match=r"\[DONE\].*unfinished_choices=\[1\]"):
+        await streaming(body).client().chat(STREAM_REQUEST)
+
+
+async def test_stream_chat_accepts_an_end_after_finish_reason() -> None:
+    body = sse([chunk({"role": "assistant", "content": "Hi"}), chunk({}, finish="length")])
+    chunks = [c async for c in streaming(body).client().stream_chat(REQUEST)]
+    assert [c.choices[0].finish_reason for c in chunks] == [None, "length"]
