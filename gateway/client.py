@@ -20,6 +20,7 @@ from httpx._client import UseClientDefault  # the type of httpx.USE_CLIENT_DEFAU
 from pydantic import SecretStr
 
 from gateway.assemble import StreamAssembler, carries_token
+from gateway.headers import rate_limit_headers, request_id
 from gateway.prepare import PreparedCall, Request, call_headers, prepare_call
 from gateway.result import ChatResult
 from gateway.settings import (
@@ -174,8 +175,8 @@ class GatewayClient:
         return ChatResult(
             completion=completion,
             status_code=response.status_code,
-            request_id=response.headers.get("x-request-id"),
-            rate_limit=_rate_limit(response.headers),
+            request_id=request_id(response.headers, completion.id, call.secrets),
+            rate_limit=rate_limit_headers(response.headers, call.secrets),
             elapsed_s=perf_counter() - started,
         )
 
@@ -191,7 +192,7 @@ class GatewayClient:
         with translate_errors(call.secrets) as exchange:
             async with (
                 self._open_stream(call, timeout, exchange) as response,
-                aclosing(ChunkReader(response, call.secrets).chunks()) as chunks,
+                aclosing(ChunkReader(response, exchange).chunks()) as chunks,
             ):
                 async for chunk in chunks:
                     yield chunk
@@ -275,7 +276,7 @@ class GatewayClient:
         with translate_errors(call.secrets) as exchange:
             async with (
                 self._open_stream(call, timeout, exchange) as response,
-                aclosing((reader := ChunkReader(response, call.secrets)).chunks()) as chunks,
+                aclosing((reader := ChunkReader(response, exchange)).chunks()) as chunks,
             ):
                 async for chunk in chunks:
                     if ttft is None and carries_token(chunk):
@@ -283,12 +284,12 @@ class GatewayClient:
                     assembler.add(chunk)
             completion = assembler.completion()
             if completion is None:
-                raise stream_error(response, "the stream carried no chunks", "", call.secrets)
+                raise stream_error(response, "the stream carried no chunks", "", exchange)
         return ChatResult(
             completion=completion,
             status_code=response.status_code,
-            request_id=response.headers.get("x-request-id"),
-            rate_limit=_rate_limit(response.headers),
+            request_id=request_id(response.headers, completion.id, call.secrets),
+            rate_limit=rate_limit_headers(response.headers, call.secrets),
             elapsed_s=perf_counter() - started,
             ttft_s=ttft,
             stream_done=reader.done,
@@ -319,10 +320,6 @@ class GatewayClient:
 
 def _timeout(timeout: float | None) -> float | UseClientDefault:
     return httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
-
-
-def _rate_limit(headers: httpx.Headers) -> dict[str, str]:
-    return {name: value for name, value in headers.items() if name.startswith("x-ratelimit-")}
 
 
 def _masked(secret: SecretStr | None) -> str | None:

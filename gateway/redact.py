@@ -24,6 +24,8 @@ _MASKED = re.compile(
     r"(?![A-Za-z0-9_\-])"
 )
 _MASK_MARKERS = ("...", "\u2026", "***")
+# Up to this length testing the text's own windows beats `scrub` (which slices every key window).
+_SHORT_TEXT_CHARS = 64
 
 
 def scrub(text: str, secrets: Iterable[str]) -> str:
@@ -38,6 +40,21 @@ def scrub(text: str, secrets: Iterable[str]) -> str:
             text = _scrub_masked(text, secret)
         text = _scrub_fragments(text, secret)
     return text
+
+
+def shows_secret(text: str, secrets: Iterable[str]) -> bool:
+    """Whether `scrub` would change `text`; cheap for short texts such as ids and header values."""
+    if len(text) > _SHORT_TEXT_CHARS or any(marker in text for marker in _MASK_MARKERS):
+        return scrub(text, secrets) != text
+    for secret in secrets:
+        if len(secret) < MIN_SECRET_CHARS:
+            continue
+        # A copied run of 8+ key characters shows as some 8-character window of the text lying
+        # inside the key; testing the text's few windows is much cheaper than scrub's key windows.
+        width = min(FRAGMENT_CHARS, len(secret))
+        if any(text[i : i + width] in secret for i in range(len(text) - width + 1)):
+            return True
+    return False
 
 
 def _scrub_fragments(text: str, secret: str) -> str:

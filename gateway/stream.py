@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 
 import httpx
 from pydantic import ValidationError
 
-from gateway.translate import decode, stream_error
+from gateway.translate import Exchange, decode, stream_error
 from schemas.wire import ChatCompletionChunk, ErrorBody
 
 DONE = "[DONE]"
@@ -46,11 +46,11 @@ class ChunkReader:
     proxies drop the last event); `done` then stays False. Without a finish reason it is broken.
     """
 
-    __slots__ = ("_finished", "_response", "_secrets", "_seen", "done")
+    __slots__ = ("_exchange", "_finished", "_response", "_seen", "done")
 
-    def __init__(self, response: httpx.Response, secrets: Sequence[str]) -> None:
+    def __init__(self, response: httpx.Response, exchange: Exchange) -> None:
         self._response = response
-        self._secrets = secrets
+        self._exchange = exchange
         self._seen: set[int] = set()
         self._finished: set[int] = set()
         self.done = False
@@ -62,16 +62,18 @@ class ChunkReader:
 
     async def chunks(self) -> AsyncGenerator[ChatCompletionChunk, None]:
         """The chunks; StreamError on `event: error` or an end before every choice finished."""
-        response, secrets = self._response, self._secrets
+        response, exchange = self._response, self._exchange
         async for event, data in iter_events(response.aiter_lines()):
             if event == "error":
-                raise stream_error(response, "the stream sent an error event", data, secrets)
+                raise stream_error(response, "the stream sent an error event", data, exchange)
             if data == DONE:
                 self.done = True
                 return
             if not data:
                 continue
-            chunk = _decode_chunk(response, data, secrets)
+            chunk = _decode_chunk(response, data, exchange)
+            if exchange.body_id is None:
+                exchange.body_id = chunk.id
             for choice in chunk.choices:
                 self._seen.add(choice.index)
                 if choice.finish_reason is not None:
@@ -80,15 +82,15 @@ class ChunkReader:
         unfinished_choices = sorted(self._seen - self._finished)
         if unfinished_choices or not self._seen:
             reason = f"the stream ended without data: [DONE] and {unfinished_choices=}"
-            raise stream_error(response, reason, "", secrets)
+            raise stream_error(response, reason, "", exchange)
 
 
-def _decode_chunk(response: httpx.Response, data: str, secrets: Sequence[str]) -> ChatCompletionChunk:
+def _decode_chunk(response: httpx.Response, data: str, exchange: Exchange) -> ChatCompletionChunk:
     try:
         return decode(ChatCompletionChunk, data)
     except ValidationError:
         if _is_error_body(data):
-            raise stream_error(response, "the stream sent an error", data, secrets) from None
+            raise stream_error(response, "the stream sent an error", data, exchange) from None
         # Anything else malformed is left for the error boundary: ResponseDecodeError.
         raise
 

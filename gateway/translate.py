@@ -1,17 +1,14 @@
 """The one boundary where third-party failures become GatewayErrors, with keys scrubbed.
 
-Also builds the errors for non-2xx responses and broken streams, and reads `Retry-After`.
+Also builds the errors for non-2xx responses and broken streams.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
-from typing import TypeVar
+from contextlib import contextmanager, suppress
+from typing import Any, NamedTuple, TypeVar
 
 import aiohttp
 import httpx
@@ -26,6 +23,7 @@ from gateway.errors import (
     StreamError,
     status_error_class,
 )
+from gateway.headers import parse_retry_after, request_id
 from gateway.redact import scrub
 from gateway.transport import TRANSPORT_ERRORS
 from schemas.wire import ErrorBody
@@ -42,11 +40,13 @@ MAX_MESSAGE_CHARS = 2000
 class Exchange:
     """What the boundary knows about the call in flight: its keys and, once sent, the response."""
 
-    __slots__ = ("response", "secrets")
+    __slots__ = ("body_id", "response", "secrets")
 
     def __init__(self, secrets: Sequence[str]) -> None:
         self.secrets = secrets
         self.response: httpx.Response | None = None
+        # The `id` of the body (a stream's first chunk), the request id when no header gives one.
+        self.body_id: str | None = None
 
 
 @contextmanager
@@ -65,7 +65,7 @@ def _translate(exc: Exception, exchange: Exchange) -> GatewayError:
     secrets = exchange.secrets
     response = exchange.response
     status_code = None if response is None else response.status_code
-    request_id = None if response is None else response.headers.get("x-request-id")
+    request_id = None if response is None else _request_id(exchange, response)
     if isinstance(exc, ValidationError):
         summary = scrub(_validation_summary(exc), secrets)
     else:
@@ -84,6 +84,15 @@ def _translate(exc: Exception, exchange: Exchange) -> GatewayError:
         status_code=status_code,
         request_id=request_id,
     )
+
+
+def _request_id(exchange: Exchange, response: httpx.Response) -> str | None:
+    body_id = exchange.body_id
+    if body_id is None:
+        # A stream that broke before its first chunk has no body to look in.
+        with suppress(httpx.ResponseNotRead):
+            body_id = _json_id(_json(response.content))
+    return request_id(response.headers, body_id, exchange.secrets)
 
 
 def _validation_summary(exc: ValidationError) -> str:
@@ -182,61 +191,93 @@ def _without_input(exc: ValidationError) -> ValidationError:
 def error_from_response(response: httpx.Response, secrets: Sequence[str]) -> APIStatusError:
     """The typed error for a non-2xx response (its body must have been read)."""
     status_code = response.status_code
-    error_type, error_code, message = parse_error_body(response.content)
+    error_type, error_code, message, body_id = parse_error_body(response.content)
     provider_message = _clean(message, secrets)
-    request_id = response.headers.get("x-request-id")
+    rid = request_id(response.headers, body_id, secrets)
     cls = status_error_class(status_code)
     shown = provider_message or response.reason_phrase or "no message"
     return cls(
-        f"gateway returned an error: {status_code=}, {error_type=}, {error_code=}, {request_id=}: {shown}",
+        f"gateway returned an error: {status_code=}, {error_type=}, {error_code=}, request_id={rid!r}: "
+        f"{shown}",
         status_code=status_code,
         error_type=error_type,
         error_code=error_code,
         provider_message=provider_message,
-        request_id=request_id,
+        request_id=rid,
         retry_after=parse_retry_after(response.headers),
     )
 
 
-def stream_error(response: httpx.Response, reason: str, data: str, secrets: Sequence[str]) -> StreamError:
+def stream_error(
+    response: httpx.Response,
+    reason: str,
+    data: str,
+    exchange: Exchange,
+) -> StreamError:
     """A StreamError for a stream that failed; `data` is the error event's payload, if any."""
-    error_type, error_code, message = parse_error_body(data.encode()) if data else (None, None, None)
+    secrets = exchange.secrets
+    error_type, error_code, message, body_id = parse_error_body(data.encode()) if data else _NO_FIELDS
     provider_message = _clean(message, secrets)
-    request_id = response.headers.get("x-request-id")
+    rid = request_id(response.headers, exchange.body_id or body_id, secrets)
     return StreamError(
-        f"stream broken: {reason}: {error_type=}, {error_code=}, {request_id=}: "
+        f"stream broken: {reason}: {error_type=}, {error_code=}, request_id={rid!r}: "
         f"{provider_message or 'no message'}",
         status_code=response.status_code,
         error_type=error_type,
         error_code=error_code,
         provider_message=provider_message,
-        request_id=request_id,
+        request_id=rid,
     )
 
 
-def parse_error_body(content: bytes) -> tuple[str | None, str | None, str | None]:
-    """(type, code, message) of an OpenAI-shaped error body; other bodies give their text."""
-    try:
-        detail = ErrorBody.model_validate_json(content).error
-    except ValidationError:
-        return None, None, _plain_message(content)
-    code = None if detail.code is None else str(detail.code)
-    return detail.type, code, detail.message
+class ErrorFields(NamedTuple):
+    """What an error body says: the error's type, code and message, and the body's own `id`."""
+
+    error_type: str | None
+    error_code: str | None
+    message: str | None
+    body_id: str | None
 
 
-def _plain_message(content: bytes) -> str | None:
-    text = content[: MAX_MESSAGE_CHARS * 4].decode("utf-8", errors="replace").strip()
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return text or None
+_NO_FIELDS = ErrorFields(None, None, None, None)
+
+
+def parse_error_body(content: bytes) -> ErrorFields:
+    """The fields of an OpenAI-shaped error body; other bodies give their text as the message."""
+    data = _json(content)
     if isinstance(data, dict):
-        # Other common shapes: {"error": "..."}, {"message": "..."}, FastAPI's {"detail": ...}.
-        for field in ("error", "message", "detail"):
-            if data.get(field):
-                value = data[field]
-                return value if isinstance(value, str) else json.dumps(value)
-    return text or None
+        try:
+            detail = ErrorBody.model_validate(data).error
+        except ValidationError:
+            return ErrorFields(None, None, _other_message(data) or _text(content), _json_id(data))
+        code = None if detail.code is None else str(detail.code)
+        return ErrorFields(detail.type, code, detail.message, _json_id(data))
+    return ErrorFields(None, None, _text(content), None)
+
+
+def _json(content: bytes) -> Any:
+    try:
+        return json.loads(content)
+    except ValueError:
+        return None
+
+
+def _json_id(data: Any) -> str | None:
+    value = data.get("id") if isinstance(data, dict) else None
+    return value if isinstance(value, str) else None
+
+
+def _other_message(data: dict[str, Any]) -> str | None:
+    # Other common shapes: {"error": "..."}, {"message": "..."}, FastAPI's {"detail": ...}.
+    for field in ("error", "message", "detail"):
+        if data.get(field):
+            value = data[field]
+            return value if isinstance(value, str) else json.dumps(value)
+    return None
+
+
+def _text(content: bytes) -> str | None:
+    return content[: MAX_MESSAGE_CHARS * 4].decode("utf-8", errors="replace").strip() or None
 
 
 def _clean(message: str | None, secrets: Sequence[str]) -> str | None:
@@ -247,33 +288,3 @@ def _clean(message: str | None, secrets: Sequence[str]) -> str | None:
     if len(cleaned) > MAX_MESSAGE_CHARS:
         cleaned = cleaned[:MAX_MESSAGE_CHARS] + "…"
     return cleaned
-
-
-def parse_retry_after(headers: httpx.Headers) -> float | None:
-    """Seconds to wait from `retry-after-ms`, else `Retry-After` (seconds or an HTTP date)."""
-    milliseconds = _finite(headers.get("retry-after-ms"))
-    if milliseconds is not None:
-        return max(0.0, milliseconds / 1000)
-    value = headers.get("retry-after")
-    if not value:
-        return None
-    seconds = _finite(value)
-    if seconds is not None:
-        return max(0.0, seconds)
-    try:
-        when = parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
-
-
-def _finite(value: str | None) -> float | None:
-    if not value:
-        return None
-    try:
-        number = float(value)
-    except ValueError:
-        return None
-    return number if math.isfinite(number) else None

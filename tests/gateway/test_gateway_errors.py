@@ -18,7 +18,7 @@ from gateway.errors import (
     RateLimitError,
     status_error_class,
 )
-from gateway.translate import parse_retry_after
+from gateway.headers import parse_retry_after
 
 KINDS: dict[type[GatewayError], tuple[str, bool]] = {
     errors.InvalidProviderError: ("invalid_provider", False),

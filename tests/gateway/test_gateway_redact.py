@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from gateway.redact import REDACTED, scrub
+from gateway.redact import REDACTED, scrub, shows_secret
 
 KEY = "sk-proj-AbCdEfGhIjKlMnOpQrStUvWxYz0123456789wxyz"
 
@@ -91,3 +91,19 @@ def test_no_secret_case_is_fast() -> None:
     for _ in range(2000):
         scrub(text, [KEY, "dsk-live-ZYXWVUTSRQPONMLK"])
     assert time.perf_counter() - started < 1.0
+
+
+def test_shows_secret_agrees_with_scrub() -> None:
+    texts = [
+        "",
+        "req_0123456789abcdef",
+        f"req-{KEY[3:11]}",
+        f"req-{KEY[3:10]}",
+        f"sk-...{KEY[-4:]}",
+        f"x{KEY}y",
+        "chatcmpl-" + "a" * 100,
+        "a" * 100 + KEY[20:30],
+        "tiny",
+    ]
+    for text in texts:
+        assert shows_secret(text, [KEY, "abc"]) is (scrub(text, [KEY]) != text), text

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from gateway import AuthenticationError, GatewayClient, GatewayError, StreamError
-from tests.gateway.support import CANARY_KEY, GATEWAY_KEY, REQUEST, Recorder, completion_body, sse
+from tests.gateway.support import CANARY_KEY, GATEWAY_KEY, REQUEST, Recorder, completion_body, ok, sse
 
 OVERRIDE_KEY = "AIzaSyOverrideCanary-0011223344556677889"
 
@@ -169,3 +169,20 @@ def test_client_repr_and_rich_repr_are_clean() -> None:
 def test_env_key_is_never_shown() -> None:
     gateway = GatewayClient(environ={"DEDALUS_PROVIDER_KEY": CANARY_KEY})
     assert not leaks(repr(gateway))
+
+
+@pytest.mark.parametrize("where", ["header", "body"])
+async def test_a_request_id_showing_a_key_is_dropped(where: str) -> None:
+    leaky = f"req-{CANARY_KEY[3:20]}"
+    headers = {"x-request-id": leaky} if where == "header" else None
+    body = completion_body(id=leaky if where == "body" else "chatcmpl-1")
+    result = await client(Recorder(ok(body, headers=headers))).chat(REQUEST)
+    assert result.request_id is None
+
+
+async def test_an_error_body_id_showing_a_key_is_dropped() -> None:
+    body = {"id": CANARY_KEY, "error": {"message": "no"}}
+    with pytest.raises(GatewayError) as caught:
+        await client(Recorder(lambda request: httpx.Response(500, json=body))).chat(REQUEST)
+    assert caught.value.request_id is None
+    assert_clean(caught.value)
