@@ -7,35 +7,23 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 import httpx
 from pydantic import ValidationError
 
+from gateway.sse import DONE, Event, EventParser
 from gateway.translate import Exchange, decode, stream_error
 from schemas.wire import ChatCompletionChunk, ErrorBody
 
-DONE = "[DONE]"
 
-
-async def iter_events(lines: AsyncIterable[str]) -> AsyncIterator[tuple[str, str]]:
+async def iter_events(lines: AsyncIterable[str]) -> AsyncIterator[Event]:
     """(event, data) pairs of an SSE stream; `event` defaults to "message"."""
-    event = ""
-    data: list[str] = []
+    parser = EventParser()
     async for line in lines:
-        if not line:
-            if data or event:
-                yield event or "message", "\n".join(data)
-            event, data = "", []
-            continue
-        if line.startswith(":"):
-            continue
-        field, _, value = line.partition(":")
-        if value.startswith(" "):
-            value = value[1:]
-        if field == "data":
-            data.append(value)
-        elif field == "event":
-            event = value
+        event = parser.feed(line)
+        if event is not None:
+            yield event
     # The spec drops an event the stream did not finish with a blank line; a final
     # `data: [DONE]` without one still means the stream completed, so it is kept.
-    if data or event:
-        yield event or "message", "\n".join(data)
+    last = parser.end()
+    if last is not None:
+        yield last
 
 
 class ChunkReader:

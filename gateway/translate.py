@@ -25,6 +25,7 @@ from gateway.errors import (
 )
 from gateway.headers import parse_retry_after, request_id
 from gateway.redact import scrub
+from gateway.sse import DONE, looks_like_sse, parse_events
 from gateway.transport import TRANSPORT_ERRORS
 from schemas.wire import ErrorBody
 
@@ -243,16 +244,37 @@ _NO_FIELDS = ErrorFields(None, None, None, None)
 
 
 def parse_error_body(content: bytes) -> ErrorFields:
-    """The fields of an OpenAI-shaped error body; other bodies give their text as the message."""
+    """The fields of an OpenAI-shaped error body, also SSE-framed; other bodies give their text."""
     data = _json(content)
     if isinstance(data, dict):
-        try:
-            detail = ErrorBody.model_validate(data).error
-        except ValidationError:
-            return ErrorFields(None, None, _other_message(data) or _text(content), _json_id(data))
-        code = None if detail.code is None else str(detail.code)
-        return ErrorFields(detail.type, code, detail.message, _json_id(data))
+        return _dict_fields(data, content)
+    if data is None and looks_like_sse(content[:256].decode("utf-8", errors="replace")):
+        return _sse_fields(content.decode("utf-8", errors="replace"))
     return ErrorFields(None, None, _text(content), None)
+
+
+def _dict_fields(data: dict[str, Any], content: bytes) -> ErrorFields:
+    try:
+        detail = ErrorBody.model_validate(data).error
+    except ValidationError:
+        return ErrorFields(None, None, _other_message(data) or _text(content), _json_id(data))
+    code = None if detail.code is None else str(detail.code)
+    return ErrorFields(detail.type, code, detail.message, _json_id(data))
+
+
+def _sse_fields(text: str) -> ErrorFields:
+    # A gateway that had started streaming answers an error as SSE: `data: {"error": ...}`, often
+    # as `event: error`. The event's JSON says what went wrong; the framing is not the message.
+    events = parse_events(text)
+    payloads = [data for event, data in events if event == "error"]
+    payloads += [data for event, data in events if event != "error" and data and data != DONE]
+    objects = [(payload, data) for payload in payloads if isinstance(data := _json(payload.encode()), dict)]
+    # An OpenAI-shaped error wins over other JSON (a chunk sent before the error, say).
+    objects.sort(key=lambda item: not isinstance(item[1].get("error"), dict))
+    if objects:
+        payload, data = objects[0]
+        return _dict_fields(data, payload.encode())
+    return ErrorFields(None, None, "\n".join(payloads).strip() or None, None)
 
 
 def _json(content: bytes) -> Any:

@@ -282,3 +282,42 @@ async def test_decode_error_keeps_a_body_id() -> None:
     error = await _raises(Recorder(lambda request: httpx.Response(200, json={"id": "chatcmpl-x"})))
     assert isinstance(error, ResponseDecodeError)
     assert error.request_id == "chatcmpl-x"
+
+
+SSE_HEADERS = {"content-type": "text/event-stream"}
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        'event: error\ndata: {"error": {"message": "slow down", "type": "rate_limit", "code": 1}}\n\n',
+        'data: {"error": {"message": "slow down", "type": "rate_limit", "code": 1}}\n\ndata: [DONE]\n\n',
+        ': ping\n\ndata: {"id": "x", "choices": []}\n\nevent: error\n'
+        'data: {"error": {"message": "slow down", "type": "rate_limit", "code": 1}}',
+    ],
+    ids=["event-error", "data-then-done", "after-a-chunk"],
+)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_sse_framed_error_body_is_unwrapped(body: str, stream: bool) -> None:
+    recorder = Recorder(lambda request: httpx.Response(429, text=body, headers=SSE_HEADERS))
+    error = await _raises(recorder, {**REQUEST, "stream": stream})
+    assert isinstance(error, RateLimitError)
+    assert error.provider_message == "slow down"
+    assert (error.error_type, error.error_code) == ("rate_limit", "1")
+    assert "data:" not in str(error)
+
+
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ('data: {"message": "provider down"}\n\n', "provider down"),
+        ("event: error\ndata: upstream exploded\n\n", "upstream exploded"),
+        ("data: part one\ndata: part two\n\n", "part one\npart two"),
+    ],
+    ids=["json-message", "text-event", "multi-line"],
+)
+async def test_sse_framed_error_of_other_shapes(body: str, message: str) -> None:
+    error = await _raises(Recorder(lambda request: httpx.Response(502, text=body, headers=SSE_HEADERS)))
+    assert isinstance(error, ServerError)
+    assert error.provider_message == message
+    assert error.error_type is None

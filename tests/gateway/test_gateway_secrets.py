@@ -186,3 +186,13 @@ async def test_an_error_body_id_showing_a_key_is_dropped() -> None:
         await client(Recorder(lambda request: httpx.Response(500, json=body))).chat(REQUEST)
     assert caught.value.request_id is None
     assert_clean(caught.value)
+
+
+async def test_sse_framed_error_body_echoing_the_key() -> None:
+    payload = {"error": {"message": f"bad key {CANARY_KEY}", "type": "auth", "code": "invalid_api_key"}}
+    body = f"event: error\ndata: {json.dumps(payload)}\n\n"
+    recorder = Recorder(lambda request: httpx.Response(401, text=body))
+    with pytest.raises(AuthenticationError) as caught:
+        await client(recorder).chat({**REQUEST, "stream": True})
+    assert_clean(caught.value)
+    assert caught.value.provider_message == "bad key [REDACTED]"
