@@ -157,9 +157,22 @@ class GatewayClient:
         *,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        idempotency_key: str | None = None,
     ) -> ChatResult:
-        """Send one chat completion request; a streamed one is consumed and assembled."""
-        call = prepare_call(self._settings, self._secrets, request, headers, force_stream=False)
+        """Send one chat completion request; a streamed one is consumed and assembled.
+
+        `idempotency_key` is sent as the `Idempotency-Key` header: pass the same key for every
+        retry of one logical request so the gateway can recognise a repeat. None generates a
+        fresh key for this call only (an `Idempotency-Key` in `headers` is then kept instead).
+        """
+        call = prepare_call(
+            self._settings,
+            self._secrets,
+            request,
+            headers,
+            force_stream=False,
+            idempotency_key=idempotency_key,
+        )
         if call.stream:
             return await self._chat_streamed(call, timeout)
         http = self._http_client()
@@ -186,9 +199,20 @@ class GatewayClient:
         *,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        idempotency_key: str | None = None,
     ) -> AsyncGenerator[ChatCompletionChunk, None]:
-        """Send a chat request with `stream: true` and yield its chunks as they arrive."""
-        call = prepare_call(self._settings, self._secrets, request, headers, force_stream=True)
+        """Send a chat request with `stream: true` and yield its chunks as they arrive.
+
+        `idempotency_key` works as in `chat`: the same key for every retry, None for a fresh one.
+        """
+        call = prepare_call(
+            self._settings,
+            self._secrets,
+            request,
+            headers,
+            force_stream=True,
+            idempotency_key=idempotency_key,
+        )
         with translate_errors(call.secrets) as exchange:
             async with (
                 self._open_stream(call, timeout, exchange) as response,

@@ -7,6 +7,7 @@ Everything here runs before a request is sent, so a provider the gateway does no
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -20,6 +21,7 @@ from schemas.wire import ChatCompletionRequest
 Request = ChatCompletionRequest | Mapping[str, Any]
 
 STREAM_HEADERS = {"Accept": "text/event-stream"}
+IDEMPOTENCY_HEADER = "Idempotency-Key"
 
 
 class PreparedCall(NamedTuple):
@@ -47,6 +49,7 @@ def prepare_call(
     overrides: Mapping[str, str] | None,
     *,
     force_stream: bool,
+    idempotency_key: str | None,
 ) -> PreparedCall:
     """Serialise `request` and check its provider; raises InvalidProviderError before sending."""
     model: object
@@ -60,7 +63,11 @@ def prepare_call(
             request = {**request, "stream": True}
         model, stream = request.get("model"), bool(request.get("stream"))
         body = json.dumps(request, default=_jsonable, ensure_ascii=False, separators=(",", ":"))
-    headers = call_headers(settings, secrets, overrides, stream=stream)
+    if idempotency_key is not None:
+        check_header_value(idempotency_key, "idempotency_key")
+    elif not _has_header(overrides, IDEMPOTENCY_HEADER):
+        idempotency_key = new_idempotency_key()
+    headers = call_headers(settings, secrets, overrides, stream=stream, idempotency_key=idempotency_key)
     if headers.key_set and not headers.provider_set and isinstance(model, str):
         # Partial BYOK: the gateway infers the provider from the model's prefix; catching an
         # unsupported one here saves a request. The inferred name is not sent.
@@ -76,12 +83,18 @@ def call_headers(
     overrides: Mapping[str, str] | None,
     *,
     stream: bool,
+    idempotency_key: str | None = None,
 ) -> CallHeaders:
-    """Headers for one call: nothing extra on the fast path, else overrides checked and merged."""
+    """Headers for one call: a plain dict on the fast path, else overrides checked and merged."""
     provider_set = settings.provider is not None
     key_set = settings.provider_key is not None
     if not overrides:
-        return CallHeaders(STREAM_HEADERS if stream else None, secrets, provider_set, key_set)
+        fast: dict[str, str] | None = None
+        if stream or idempotency_key is not None:
+            fast = dict(STREAM_HEADERS) if stream else {}
+            if idempotency_key is not None:
+                fast[IDEMPOTENCY_HEADER] = idempotency_key
+        return CallHeaders(fast, secrets, provider_set, key_set)
     call_secrets = list(secrets)
     for name, value in overrides.items():
         check_header_value(value, f"header {name!r}")
@@ -98,7 +111,21 @@ def call_headers(
     # the client's value instead of adding a second one.
     merged = httpx.Headers(STREAM_HEADERS) if stream else httpx.Headers()
     merged.update(overrides)
+    if idempotency_key is not None:
+        merged[IDEMPOTENCY_HEADER] = idempotency_key
     return CallHeaders(merged, tuple(call_secrets), provider_set, key_set)
+
+
+def new_idempotency_key() -> str:
+    """A fresh Idempotency-Key, shaped like the official SDKs' `stainless-python-retry-<uuid4>`."""
+    return f"byokflow-retry-{uuid.uuid4()}"
+
+
+def _has_header(headers: Mapping[str, str] | None, name: str) -> bool:
+    if not headers:
+        return False
+    lowered = name.lower()
+    return any(key.lower() == lowered for key in headers)
 
 
 def _jsonable(value: object) -> object:

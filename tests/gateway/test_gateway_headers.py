@@ -1,0 +1,87 @@
+"""Per-call headers and what response headers say: Idempotency-Key, x-should-retry, rate limits."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.gateway.support import REQUEST, Recorder, sse
+
+STREAM = sse(
+    [
+        {
+            "id": "chatcmpl-s",
+            "model": "openai/gpt-4o-mini",
+            "choices": [{"index": 0, "delta": {"content": "hi"}, "finish_reason": "stop"}],
+        },
+        "data: [DONE]\n\n",
+    ]
+)
+
+
+def streaming() -> Recorder:
+    """A recorder answering every request with a short SSE stream."""
+    return Recorder(
+        lambda request: httpx.Response(200, content=STREAM, headers={"content-type": "text/event-stream"})
+    )
+
+
+async def _send(recorder: Recorder, how: str, **kwargs: Any) -> httpx.Request:
+    client = recorder.client()
+    if how == "chat":
+        await client.chat(REQUEST, **kwargs)
+    elif how == "chat-streamed":
+        await client.chat({**REQUEST, "stream": True}, **kwargs)
+    else:
+        _ = [chunk async for chunk in client.stream_chat(REQUEST, **kwargs)]
+    return recorder.last
+
+
+HOW = ["chat", "chat-streamed", "stream_chat"]
+
+
+def _recorder(how: str, recorder: Recorder) -> Recorder:
+    return recorder if how == "chat" else streaming()
+
+
+@pytest.mark.parametrize("how", HOW)
+async def test_given_idempotency_key_is_sent(how: str, recorder: Recorder) -> None:
+    sent = await _send(_recorder(how, recorder), how, idempotency_key="row-7-step-a")
+    assert sent.headers.get_list("idempotency-key") == ["row-7-step-a"]
+
+
+@pytest.mark.parametrize("how", HOW)
+async def test_idempotency_key_is_generated_per_call(how: str, recorder: Recorder) -> None:
+    rec = _recorder(how, recorder)
+    first = (await _send(rec, how)).headers["idempotency-key"]
+    second = (await _send(rec, how)).headers["idempotency-key"]
+    assert first != second
+    for key in (first, second):
+        prefix, _, rest = key.partition("-retry-")
+        assert prefix == "byokflow"
+        assert uuid.UUID(rest).version == 4
+
+
+async def test_idempotency_key_in_header_overrides_is_kept(recorder: Recorder) -> None:
+    sent = await _send(recorder, "chat", headers={"idempotency-key": "from-headers"})
+    assert sent.headers.get_list("idempotency-key") == ["from-headers"]
+
+
+async def test_idempotency_key_argument_wins_over_header_overrides(recorder: Recorder) -> None:
+    sent = await _send(recorder, "chat", headers={"Idempotency-Key": "h"}, idempotency_key="arg")
+    assert sent.headers.get_list("idempotency-key") == ["arg"]
+
+
+async def test_idempotency_key_with_control_characters_is_refused(recorder: Recorder) -> None:
+    with pytest.raises(ValueError, match="idempotency_key"):
+        await recorder.client().chat(REQUEST, idempotency_key="a\r\nInjected: 1")
+    assert recorder.requests == []
+
+
+async def test_list_models_sends_no_idempotency_key(recorder: Recorder) -> None:
+    recorder.handler = lambda request: httpx.Response(200, json={"object": "list", "data": []})
+    await recorder.client().list_models()
+    assert "idempotency-key" not in recorder.last.headers
