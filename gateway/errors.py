@@ -1,6 +1,7 @@
 """Errors the gateway client raises: every failure of a call is one of these.
 
     GatewayError                      base: status, provider message, request id, retry hints
+                                      (`retriable` follows `x-should-retry: true|false` if sent)
     ├── InvalidProviderError          provider not supported; raised before any request is sent
     ├── APIStatusError                a non-2xx response (408 retriable, other 4xx not)
     │   ├── BadRequestError           400
@@ -59,6 +60,7 @@ class GatewayError(ByokflowError):
         provider_message: str | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        retriable: bool | None = None,
     ) -> None:
         # Only the message goes into args: BaseException.__reduce__ rebuilds the error as
         # cls(*args) and restores the attributes from __dict__, so pickling round-trips.
@@ -70,7 +72,8 @@ class GatewayError(ByokflowError):
         self.provider_message = provider_message
         self.request_id = request_id
         self.retry_after = retry_after
-        self.retriable = self._is_retriable(status_code)
+        # An explicit verdict (the gateway's `x-should-retry` header) beats the class and status.
+        self.retriable = self._is_retriable(status_code) if retriable is None else retriable
 
     @classmethod
     def _is_retriable(cls, status_code: int | None) -> bool:

@@ -23,7 +23,7 @@ from gateway.errors import (
     StreamError,
     status_error_class,
 )
-from gateway.headers import parse_retry_after, request_id
+from gateway.headers import parse_retry_after, request_id, should_retry
 from gateway.redact import scrub
 from gateway.sse import DONE, looks_like_sse, parse_events
 from gateway.transport import TRANSPORT_ERRORS
@@ -206,6 +206,7 @@ def error_from_response(response: httpx.Response, secrets: Sequence[str]) -> API
         provider_message=provider_message,
         request_id=rid,
         retry_after=parse_retry_after(response.headers),
+        retriable=should_retry(response.headers),
     )
 
 

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import pickle
 import uuid
 from typing import Any
 
 import httpx
 import pytest
 
+from gateway import GatewayError
 from tests.gateway.support import REQUEST, Recorder, sse
 
 STREAM = sse(
@@ -85,3 +87,39 @@ async def test_list_models_sends_no_idempotency_key(recorder: Recorder) -> None:
     recorder.handler = lambda request: httpx.Response(200, json={"object": "list", "data": []})
     await recorder.client().list_models()
     assert "idempotency-key" not in recorder.last.headers
+
+
+def _failing(status: int, headers: dict[str, str]) -> Recorder:
+    body = {"error": {"message": "no", "type": "t"}}
+    return Recorder(lambda request: httpx.Response(status, json=body, headers=headers))
+
+
+async def _error(recorder: Recorder, request: dict[str, Any] = REQUEST) -> GatewayError:
+    with pytest.raises(GatewayError) as caught:
+        await recorder.client().chat(request)
+    return caught.value
+
+
+@pytest.mark.parametrize(
+    ("status", "header", "retriable"),
+    [
+        (400, "true", True),
+        (401, "TRUE", True),
+        (500, "false", False),
+        (429, "false", False),
+        (503, " False ", False),
+        (400, None, False),
+        (500, None, True),
+        (500, "maybe", True),
+        (400, "", False),
+    ],
+)
+@pytest.mark.parametrize("stream", [False, True])
+async def test_x_should_retry_overrides_the_status(
+    status: int, header: str | None, retriable: bool, stream: bool
+) -> None:
+    headers = {} if header is None else {"x-should-retry": header}
+    error = await _error(_failing(status, headers), {**REQUEST, "stream": stream})
+    assert error.status_code == status
+    assert error.retriable is retriable
+    assert pickle.loads(pickle.dumps(error)).retriable is retriable
