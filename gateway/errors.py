@@ -1,6 +1,7 @@
 """Errors the gateway client raises: every failure of a call is one of these.
 
-    GatewayError                      base: status, provider message, request id, retry hints
+    GatewayError                      base: status, provider message, request id, retry hints,
+                                      `rate_limit` headers of the response (if there was one)
                                       (`retriable` follows `x-should-retry: true|false` if sent)
     ├── InvalidProviderError          provider not supported; raised before any request is sent
     ├── APIStatusError                a non-2xx response (408 retriable, other 4xx not)
@@ -24,6 +25,7 @@ the error is built; errors never hold httpx objects, so pickling one cannot carr
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import ClassVar
 
 from schemas.errors import ByokflowError
@@ -48,6 +50,7 @@ class GatewayError(ByokflowError):
     provider_message: str | None
     request_id: str | None
     retry_after: float | None
+    rate_limit: dict[str, str]
     retriable: bool
 
     def __init__(
@@ -60,6 +63,7 @@ class GatewayError(ByokflowError):
         provider_message: str | None = None,
         request_id: str | None = None,
         retry_after: float | None = None,
+        rate_limit: Mapping[str, str] | None = None,
         retriable: bool | None = None,
     ) -> None:
         # Only the message goes into args: BaseException.__reduce__ rebuilds the error as
@@ -72,6 +76,9 @@ class GatewayError(ByokflowError):
         self.provider_message = provider_message
         self.request_id = request_id
         self.retry_after = retry_after
+        # The response's `x-ratelimit-*` / `retry-after(-ms)` headers, as on ChatResult.rate_limit:
+        # a 429 with only `x-ratelimit-reset-requests` still tells the rate governor how long.
+        self.rate_limit = dict(rate_limit) if rate_limit else {}
         # An explicit verdict (the gateway's `x-should-retry` header) beats the class and status.
         self.retriable = self._is_retriable(status_code) if retriable is None else retriable
 

@@ -14,7 +14,8 @@ class ChatResult:
     completion: ChatCompletion
     status_code: int
     request_id: str | None
-    # The response's `x-ratelimit-*` headers (lower-cased names), for the engine's rate governor.
+    # The response's `x-ratelimit-*`, `retry-after` and `retry-after-ms` headers (lower-cased
+    # names), for the engine's rate governor; errors carry the same subset (GatewayError.rate_limit).
     rate_limit: dict[str, str]
     # Seconds from sending the request to the last byte (streams: to `[DONE]`).
     elapsed_s: float

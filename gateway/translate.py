@@ -23,7 +23,7 @@ from gateway.errors import (
     StreamError,
     status_error_class,
 )
-from gateway.headers import parse_retry_after, request_id, should_retry
+from gateway.headers import parse_retry_after, rate_limit_headers, request_id, should_retry
 from gateway.redact import scrub
 from gateway.sse import DONE, looks_like_sse, parse_events
 from gateway.transport import TRANSPORT_ERRORS
@@ -67,6 +67,7 @@ def _translate(exc: Exception, exchange: Exchange) -> GatewayError:
     response = exchange.response
     status_code = None if response is None else response.status_code
     request_id = None if response is None else _request_id(exchange, response)
+    rate_limit = None if response is None else rate_limit_headers(response.headers, secrets)
     if isinstance(exc, ValidationError):
         summary = scrub(_validation_summary(exc), secrets)
     else:
@@ -76,6 +77,7 @@ def _translate(exc: Exception, exchange: Exchange) -> GatewayError:
             f"malformed response body: {status_code=}, {request_id=}: {summary}",
             status_code=status_code,
             request_id=request_id,
+            rate_limit=rate_limit,
         )
     # A status is known when the connection broke while a (streamed) body was being read.
     cls = APITimeoutError if _is_timeout(exc) else APIConnectionError
@@ -84,6 +86,7 @@ def _translate(exc: Exception, exchange: Exchange) -> GatewayError:
         f"gateway {what}: {status_code=}, {request_id=}: {summary}",
         status_code=status_code,
         request_id=request_id,
+        rate_limit=rate_limit,
     )
 
 
@@ -206,6 +209,7 @@ def error_from_response(response: httpx.Response, secrets: Sequence[str]) -> API
         provider_message=provider_message,
         request_id=rid,
         retry_after=parse_retry_after(response.headers),
+        rate_limit=rate_limit_headers(response.headers, secrets),
         retriable=should_retry(response.headers),
     )
 
@@ -229,6 +233,7 @@ def stream_error(
         error_code=error_code,
         provider_message=provider_message,
         request_id=rid,
+        rate_limit=rate_limit_headers(response.headers, secrets),
     )
 
 

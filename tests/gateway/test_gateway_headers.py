@@ -9,8 +9,8 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import GatewayError
-from tests.gateway.support import REQUEST, Recorder, sse
+from gateway import APIStatusError, GatewayError, RateLimitError, StreamError
+from tests.gateway.support import REQUEST, Recorder, ok, sse
 
 STREAM = sse(
     [
@@ -123,3 +123,66 @@ async def test_x_should_retry_overrides_the_status(
     assert error.status_code == status
     assert error.retriable is retriable
     assert pickle.loads(pickle.dumps(error)).retriable is retriable
+
+
+RATE_HEADERS = {
+    "x-ratelimit-limit-requests": "500",
+    "x-ratelimit-remaining-requests": "0",
+    "x-ratelimit-reset-requests": "1.5s",
+    "x-ratelimit-reset-tokens": "6m0s",
+    "retry-after": "2",
+    "retry-after-ms": "1500",
+}
+
+
+async def test_rate_limit_error_carries_only_reset_requests() -> None:
+    # No Retry-After: the governor can still pause until the request bucket resets.
+    error = await _error(_failing(429, {"x-ratelimit-reset-requests": "20s", "x-request-id": "r"}))
+    assert isinstance(error, RateLimitError)
+    assert error.retry_after is None
+    assert error.rate_limit == {"x-ratelimit-reset-requests": "20s"}
+
+
+@pytest.mark.parametrize("status", [400, 408, 429, 500, 503])
+async def test_every_status_error_carries_the_rate_limit_headers(status: int) -> None:
+    error = await _error(_failing(status, {**RATE_HEADERS, "x-other": "no", "server": "x"}))
+    assert isinstance(error, APIStatusError)
+    assert error.rate_limit == RATE_HEADERS
+    assert error.retry_after == 1.5
+
+
+async def test_results_and_errors_carry_the_same_subset() -> None:
+    headers = {**RATE_HEADERS, "x-other": "no"}
+    result = await Recorder(ok(headers=headers)).client().chat(REQUEST)
+    error = await _error(_failing(429, headers))
+    assert result.rate_limit == error.rate_limit == RATE_HEADERS
+
+
+async def test_status_error_without_rate_limit_headers_has_an_empty_dict() -> None:
+    error = await _error(_failing(500, {}))
+    assert error.rate_limit == {}
+
+
+async def test_broken_stream_carries_the_rate_limit_headers() -> None:
+    body = sse([{"id": "c", "model": "m", "choices": [{"index": 0, "delta": {"content": "a"}}]}])
+    headers = {"content-type": "text/event-stream", "x-ratelimit-remaining-tokens": "10"}
+    recorder = Recorder(lambda request: httpx.Response(200, content=body, headers=headers))
+    error = await _error(recorder, {**REQUEST, "stream": True})
+    assert isinstance(error, StreamError)
+    assert error.rate_limit == {"x-ratelimit-remaining-tokens": "10"}
+
+
+async def test_connection_error_has_no_rate_limit_headers() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    error = await _error(Recorder(handler))
+    assert error.rate_limit == {}
+
+
+def test_rate_limit_pickles() -> None:
+    error = RateLimitError("slow down", status_code=429, rate_limit={"x-ratelimit-reset-requests": "1s"})
+    copy = pickle.loads(pickle.dumps(error))
+    assert copy.rate_limit == {"x-ratelimit-reset-requests": "1s"}
+    assert copy.rate_limit is not error.rate_limit
+    assert RateLimitError("bare").rate_limit == {}

@@ -196,3 +196,15 @@ async def test_sse_framed_error_body_echoing_the_key() -> None:
         await client(recorder).chat({**REQUEST, "stream": True})
     assert_clean(caught.value)
     assert caught.value.provider_message == "bad key [REDACTED]"
+
+
+async def test_rate_limit_header_echoing_the_key_is_dropped() -> None:
+    headers = {"x-ratelimit-limit-requests": "60", "x-ratelimit-key": f"for {CANARY_KEY[:12]}"}
+    body = {"error": {"message": "slow down"}}
+    recorder = Recorder(lambda request: httpx.Response(429, json=body, headers=headers))
+    with pytest.raises(GatewayError) as caught:
+        await client(recorder).chat(REQUEST)
+    assert caught.value.rate_limit == {"x-ratelimit-limit-requests": "60"}
+    assert_clean(caught.value)
+    result = await client(Recorder(ok(headers=headers))).chat(REQUEST)
+    assert result.rate_limit == {"x-ratelimit-limit-requests": "60"}
