@@ -23,6 +23,7 @@ from gateway.assemble import StreamAssembler, carries_token
 from gateway.headers import rate_limit_headers, request_id
 from gateway.prepare import PreparedCall, Request, call_headers, prepare_call
 from gateway.result import ChatResult
+from gateway.sanity import completion_problem
 from gateway.settings import (
     NOT_GIVEN,
     NotGiven,
@@ -35,6 +36,7 @@ from gateway.translate import (
     Exchange,
     decode,
     error_from_response,
+    invalid_response,
     stream_error,
     translate_errors,
 )
@@ -185,6 +187,10 @@ class GatewayClient:
             if not response.is_success:
                 raise error_from_response(response, call.secrets)
             completion = decode(ChatCompletion, response.content)
+            exchange.body_id = completion.id
+            problem = completion_problem(completion, call.max_tokens)
+            if problem is not None:
+                raise invalid_response(response, problem, exchange)
         return ChatResult(
             completion=completion,
             status_code=response.status_code,
@@ -216,7 +222,7 @@ class GatewayClient:
         with translate_errors(call.secrets) as exchange:
             async with (
                 self._open_stream(call, timeout, exchange) as response,
-                aclosing(ChunkReader(response, exchange).chunks()) as chunks,
+                aclosing(ChunkReader(response, exchange, call.max_tokens).chunks()) as chunks,
             ):
                 async for chunk in chunks:
                     yield chunk
@@ -300,12 +306,13 @@ class GatewayClient:
         with translate_errors(call.secrets) as exchange:
             async with (
                 self._open_stream(call, timeout, exchange) as response,
-                aclosing((reader := ChunkReader(response, exchange)).chunks()) as chunks,
+                aclosing((reader := ChunkReader(response, exchange, call.max_tokens)).chunks()) as chunks,
             ):
                 async for chunk in chunks:
                     if ttft is None and carries_token(chunk):
                         ttft = perf_counter() - started
                     assembler.add(chunk)
+            # The reader has refused a stream without chunks, choices or sane usage already.
             completion = assembler.completion()
             if completion is None:
                 raise stream_error(response, "the stream carried no chunks", "", exchange)

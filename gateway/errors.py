@@ -17,7 +17,9 @@
     │   └── APITimeoutError           a connect, read, write or pool timeout (retriable)
     ├── StreamError                   a stream sent `event: error`, or ended without `data: [DONE]`
     │                                 before every choice had a finish reason (retriable)
-    └── ResponseDecodeError           the gateway's body is not the JSON it should be (retriable)
+    └── InvalidResponseError          a 2xx body that makes no sense: no choices, impossible usage
+        │                             (rules in gateway/sanity.py; retriable)
+        └── ResponseDecodeError       the gateway's body is not the JSON it should be (retriable)
 
 Every message, `args` entry and `provider_message` has been scrubbed of the client's keys before
 the error is built; errors never hold httpx objects, so pickling one cannot carry a key either.
@@ -182,11 +184,17 @@ class StreamError(GatewayError):
     _retriable = True
 
 
-class ResponseDecodeError(GatewayError):
-    """The gateway's body is not the JSON it should be (what a broken proxy sends); retriable."""
+class InvalidResponseError(GatewayError):
+    """A 2xx body that decoded but makes no sense (no choices, impossible usage); retriable."""
 
     kind = "invalid_response"
     _retriable = True
+
+
+class ResponseDecodeError(InvalidResponseError):
+    """The gateway's body is not the JSON it should be (what a broken proxy sends); retriable."""
+
+    # The same kind as its parent: to the engine's records both are an invalid response.
 
 
 STATUS_ERRORS: dict[int, type[APIStatusError]] = {

@@ -14,6 +14,7 @@ from typing import Any, NamedTuple
 import httpx
 from pydantic import BaseModel
 
+from gateway.sanity import token_limit
 from gateway.settings import Settings, check_header_value, check_provider
 from schemas.providers import infer_provider
 from schemas.wire import ChatCompletionRequest
@@ -31,6 +32,8 @@ class PreparedCall(NamedTuple):
     stream: bool
     headers: Mapping[str, str] | None
     secrets: tuple[str, ...]
+    # The completion token limit the request set, for the sanity check of its usage.
+    max_tokens: int | None
 
 
 class CallHeaders(NamedTuple):
@@ -74,7 +77,7 @@ def prepare_call(
         inferred = infer_provider(model)
         if inferred is not None:
             check_provider(inferred, source=f"inferred from model {model!r}")
-    return PreparedCall(body, stream, headers.headers, headers.secrets)
+    return PreparedCall(body, stream, headers.headers, headers.secrets, token_limit(request))
 
 
 def call_headers(

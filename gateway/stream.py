@@ -7,8 +7,9 @@ from collections.abc import AsyncGenerator, AsyncIterable, AsyncIterator
 import httpx
 from pydantic import ValidationError
 
+from gateway.sanity import usage_problem
 from gateway.sse import DONE, Event, EventParser
-from gateway.translate import Exchange, decode, stream_error
+from gateway.translate import Exchange, decode, invalid_response, stream_error
 from schemas.wire import ChatCompletionChunk, ErrorBody
 
 
@@ -32,45 +33,57 @@ class ChunkReader:
     A stream should end with `data: [DONE]`. One that stops without it is still complete when
     every choice it carried reported a `finish_reason` (the openai SDK accepts such streams; some
     proxies drop the last event); `done` then stays False. Without a finish reason it is broken.
+    A stream whose chunks carry no choice, or impossible usage, is an invalid response
+    (gateway/sanity.py).
     """
 
-    __slots__ = ("_exchange", "_finished", "_response", "_seen", "done")
+    __slots__ = ("_exchange", "_finished", "_max_tokens", "_response", "_seen", "_started", "done")
 
-    def __init__(self, response: httpx.Response, exchange: Exchange) -> None:
+    def __init__(self, response: httpx.Response, exchange: Exchange, max_tokens: int | None) -> None:
         self._response = response
         self._exchange = exchange
+        self._max_tokens = max_tokens
+        self._started = False
         self._seen: set[int] = set()
         self._finished: set[int] = set()
         self.done = False
 
-    @property
-    def choice_count(self) -> int:
-        """How many distinct choices the chunks so far carried."""
-        return len(self._seen)
-
     async def chunks(self) -> AsyncGenerator[ChatCompletionChunk, None]:
-        """The chunks; StreamError on `event: error` or an end before every choice finished."""
+        """The chunks; StreamError if the stream failed or stopped short, InvalidResponseError if absurd."""
         response, exchange = self._response, self._exchange
         async for event, data in iter_events(response.aiter_lines()):
             if event == "error":
                 raise stream_error(response, "the stream sent an error event", data, exchange)
             if data == DONE:
                 self.done = True
-                return
+                break
             if not data:
                 continue
             chunk = _decode_chunk(response, data, exchange)
-            if exchange.body_id is None:
+            if not self._started:
+                self._started = True
                 exchange.body_id = chunk.id
             for choice in chunk.choices:
                 self._seen.add(choice.index)
                 if choice.finish_reason is not None:
                     self._finished.add(choice.index)
+            if chunk.usage is not None:
+                problem = usage_problem(chunk.usage, self._max_tokens, len(self._seen))
+                if problem is not None:
+                    raise invalid_response(response, problem, exchange)
             yield chunk
+        self._check_end()
+
+    def _check_end(self) -> None:
+        response, exchange = self._response, self._exchange
+        if not self._started:
+            raise stream_error(response, "the stream carried no chunks", "", exchange)
         unfinished_choices = sorted(self._seen - self._finished)
-        if unfinished_choices or not self._seen:
+        if not self.done and (unfinished_choices or not self._seen):
             reason = f"the stream ended without data: [DONE] and {unfinished_choices=}"
             raise stream_error(response, reason, "", exchange)
+        if not self._seen:
+            raise invalid_response(response, "no chunk of the stream carried a choice", exchange)
 
 
 def _decode_chunk(response: httpx.Response, data: str, exchange: Exchange) -> ChatCompletionChunk:

@@ -1,6 +1,6 @@
 """The one boundary where third-party failures become GatewayErrors, with keys scrubbed.
 
-Also builds the errors for non-2xx responses and broken streams.
+Also builds the errors for non-2xx responses, broken streams and 2xx bodies that make no sense.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from gateway.errors import (
     APIStatusError,
     APITimeoutError,
     GatewayError,
+    InvalidResponseError,
     ResponseDecodeError,
     StreamError,
     status_error_class,
@@ -232,6 +233,19 @@ def stream_error(
         error_type=error_type,
         error_code=error_code,
         provider_message=provider_message,
+        request_id=rid,
+        rate_limit=rate_limit_headers(response.headers, secrets),
+    )
+
+
+def invalid_response(response: httpx.Response, problem: str, exchange: Exchange) -> InvalidResponseError:
+    """An InvalidResponseError for a 2xx body that decoded but makes no sense (`problem` says why)."""
+    status_code = response.status_code
+    secrets = exchange.secrets
+    rid = request_id(response.headers, exchange.body_id, secrets)
+    return InvalidResponseError(
+        f"invalid response: {problem}: {status_code=}, request_id={rid!r}",
+        status_code=status_code,
         request_id=rid,
         rate_limit=rate_limit_headers(response.headers, secrets),
     )

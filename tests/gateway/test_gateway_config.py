@@ -229,12 +229,14 @@ async def test_request_override_key_enables_partial_byok_check(recorder: Recorde
 
 
 async def test_request_override_with_stream(recorder: Recorder) -> None:
+    piece = {"id": "c", "model": "m", "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+    body = f"data: {json.dumps(piece)}\n\ndata: [DONE]\n\n".encode()
     recorder.handler = lambda request: httpx.Response(
-        200, content=b"data: [DONE]\n\n", headers={"content-type": "text/event-stream"}
+        200, content=body, headers={"content-type": "text/event-stream"}
     )
     client = recorder.client(provider_key="pk-openai")
     chunks = [c async for c in client.stream_chat(REQUEST, headers={"X-Provider-Model": "m"})]
-    assert chunks == []
+    assert [c.id for c in chunks] == ["c"]
     assert recorder.last.headers["x-provider-model"] == "m"
     assert recorder.last.headers["accept"] == "text/event-stream"
 

@@ -9,6 +9,7 @@ from email.utils import format_datetime
 import httpx
 import pytest
 
+import gateway
 from gateway import errors
 from gateway.errors import (
     APIConnectionError,
@@ -34,6 +35,7 @@ KINDS: dict[type[GatewayError], tuple[str, bool]] = {
     errors.APIConnectionError: ("connection", True),
     errors.APITimeoutError: ("timeout", True),
     errors.StreamError: ("stream_broken", True),
+    errors.InvalidResponseError: ("invalid_response", True),
     errors.ResponseDecodeError: ("invalid_response", True),
 }
 
@@ -48,12 +50,27 @@ def test_kind_and_default_retriable(cls: type[GatewayError], expected: tuple[str
 
 
 def test_kinds_are_unique() -> None:
-    kinds = [cls.kind for cls in KINDS]
-    assert len(kinds) == len(set(kinds))
+    # ResponseDecodeError inherits its parent's kind: both are an invalid response to the engine.
+    kinds = [cls.kind for cls in KINDS if "kind" in vars(cls)]
+    assert len(kinds) == len(set(kinds)) == len(KINDS) - 1
+    assert "kind" not in vars(errors.ResponseDecodeError)
+
+
+def test_every_error_class_is_exported_and_listed() -> None:
+    classes = {
+        value
+        for value in vars(errors).values()
+        if isinstance(value, type) and issubclass(value, GatewayError) and value is not GatewayError
+    }
+    assert classes == set(KINDS)
+    for cls in classes:
+        assert getattr(gateway, cls.__name__) is cls
+        assert cls.__name__ in (errors.__doc__ or "")
 
 
 def test_tree() -> None:
     assert issubclass(APITimeoutError, APIConnectionError)
+    assert issubclass(errors.ResponseDecodeError, errors.InvalidResponseError)
     for cls in errors.STATUS_ERRORS.values():
         assert issubclass(cls, APIStatusError)
     assert issubclass(errors.ServerError, APIStatusError)
@@ -94,6 +111,7 @@ def test_attributes_and_pickling_round_trip() -> None:
     )
     copy = pickle.loads(pickle.dumps(error))
     assert type(copy) is RateLimitError
+    assert copy.rate_limit == {}
     assert str(copy) == "slow down: status_code=429"
     for name in ("status_code", "error_type", "error_code", "provider_message", "request_id"):
         assert getattr(copy, name) == getattr(error, name)
