@@ -12,11 +12,13 @@ of a good answer, so only what no provider sends is refused.
   `prompt_tokens + completion_tokens` by more than TOTAL_SLACK_RATIO of them (and at least one
   token). A total above the parts is normal: some providers count reasoning or cached tokens
   only there.
-- Completion tokens over the request's limit: the limit is `max_completion_tokens` or
+- Completion tokens far beyond the request's limit: the limit is `max_completion_tokens` or
   `max_tokens` (the larger if both are set), times the number of choices (usage sums over them).
-  Reasoning tokens the usage reports (`completion_tokens_details.reasoning_tokens`) are taken off
-  first, since some providers do not count them against `max_tokens`; what remains may exceed
-  the limit by OVERSHOOT_SLACK_TOKENS or OVERSHOOT_SLACK_RATIO of it, whichever is larger.
+  Reported reasoning tokens (`completion_tokens_details.reasoning_tokens`) are taken off first,
+  since some providers do not count them against `max_tokens`. What remains is refused only
+  above OVERSHOOT_FACTOR times the limit plus OVERSHOOT_SLACK_TOKENS: providers count stop and
+  tool-call tokens differently, and some gateways (the project's sandbox among them) do not cut
+  tool calls or structured output at the limit, so a modest overshoot is a real answer.
 """
 
 from __future__ import annotations
@@ -28,8 +30,8 @@ from schemas.wire import ChatCompletion, ChatCompletionRequest, Usage
 
 ABSURD_TOKENS = 100_000_000
 TOTAL_SLACK_RATIO = 0.01
-OVERSHOOT_SLACK_TOKENS = 16
-OVERSHOOT_SLACK_RATIO = 0.1
+OVERSHOOT_FACTOR = 2
+OVERSHOOT_SLACK_TOKENS = 1024
 
 
 def completion_problem(completion: ChatCompletion, max_tokens: int | None) -> str | None:
@@ -59,7 +61,7 @@ def usage_problem(usage: Usage, max_tokens: int | None, choices: int) -> str | N
         return None
     limit = max_tokens * max(1, choices)
     visible = completion - _reasoning_tokens(usage)
-    if visible > limit + max(OVERSHOOT_SLACK_TOKENS, int(limit * OVERSHOOT_SLACK_RATIO)):
+    if visible > limit * OVERSHOOT_FACTOR + OVERSHOOT_SLACK_TOKENS:
         return (
             f"usage beyond the request's limit: completion_tokens={completion} "
             f"(reasoning_tokens={completion - visible}) for {max_tokens=} per choice, {choices=}"

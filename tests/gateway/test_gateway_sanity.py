@@ -103,21 +103,22 @@ async def test_no_usage_is_accepted() -> None:
 
 @pytest.mark.parametrize("field", ["max_tokens", "max_completion_tokens"])
 async def test_completion_tokens_far_beyond_max_tokens(field: str) -> None:
-    error = await _invalid(completion_body(usage=usage(completion=500, total=503)), {**REQUEST, field: 100})
-    assert "completion_tokens=500" in str(error)
+    error = await _invalid(completion_body(usage=usage(completion=1225, total=1228)), {**REQUEST, field: 100})
+    assert "completion_tokens=1225" in str(error)
     assert "max_tokens=100" in str(error)
 
 
 @pytest.mark.parametrize(
     ("completion", "request_extra", "extra"),
     [
-        (110, {"max_tokens": 100}, {}),  # within the 16-token / 10% slack
-        (116, {"max_tokens": 100}, {}),
-        (500, {}, {}),  # no limit set
-        (500, {"max_tokens": 100}, {"completion_tokens_details": {"reasoning_tokens": 420}}),
-        (500, {"max_tokens": 100, "max_completion_tokens": 1000}, {}),  # the larger limit counts
+        (110, {"max_tokens": 100}, {}),  # a provider counting a stop token
+        (60, {"max_tokens": 2}, {}),  # structured output a gateway did not cut
+        (1224, {"max_tokens": 100}, {}),  # 2 x 100 + 1024: the edge
+        (50_000, {}, {}),  # no limit set
+        (5000, {"max_tokens": 100}, {"completion_tokens_details": {"reasoning_tokens": 4500}}),
+        (3000, {"max_tokens": 100, "max_completion_tokens": 1000}, {}),  # the larger limit counts
     ],
-    ids=["slack", "slack-edge", "no-limit", "reasoning", "both-limits"],
+    ids=["stop-token", "uncut-structured", "slack-edge", "no-limit", "reasoning", "both-limits"],
 )
 async def test_completion_tokens_within_the_limit(
     completion: int, request_extra: dict[str, Any], extra: dict[str, Any]
@@ -129,9 +130,11 @@ async def test_completion_tokens_within_the_limit(
 
 async def test_limit_scales_with_the_number_of_choices() -> None:
     choice = completion_body()["choices"][0]
-    body = completion_body(choices=[choice, {**choice, "index": 1}], usage=usage(completion=180, total=183))
+    counts = usage(completion=1400, total=1403)  # over 2 x 100 + 1024, within 2 x 200 + 1024
+    body = completion_body(choices=[choice, {**choice, "index": 1}], usage=counts)
     result = await _chat(body, {**REQUEST, "max_tokens": 100, "n": 2})
     assert len(result.completion.choices) == 2
+    await _invalid(completion_body(usage=counts), {**REQUEST, "max_tokens": 100})
 
 
 def _streaming(events: list[Any]) -> Recorder:
@@ -180,8 +183,8 @@ async def test_stream_with_impossible_usage_is_invalid(how: str) -> None:
 
 @pytest.mark.parametrize("how", ["chat", "stream_chat"])
 async def test_stream_over_max_tokens_is_invalid(how: str) -> None:
-    events = [TEXT, _chunk(usage=usage(completion=900, total=903)), "data: [DONE]\n\n"]
-    with pytest.raises(InvalidResponseError, match="completion_tokens=900"):
+    events = [TEXT, _chunk(usage=usage(completion=1200, total=1203)), "data: [DONE]\n\n"]
+    with pytest.raises(InvalidResponseError, match="completion_tokens=1200"):
         await _consume(_streaming(events), how, max_tokens=50)
 
 
