@@ -73,4 +73,10 @@ def sse(events: Iterable[str | dict[str, Any]]) -> bytes:
     return "".join(parts).encode()
 
 
+def streaming(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Recorder:
+    """A recorder answering every request with an SSE body."""
+    all_headers = {"content-type": "text/event-stream", **(headers or {})}
+    return Recorder(lambda request: httpx.Response(status, content=body, headers=all_headers))
+
+
 REQUEST = {"model": "openai/gpt-4o-mini", "messages": [{"role": "user", "content": "hi"}]}

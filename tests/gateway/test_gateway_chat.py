@@ -261,29 +261,6 @@ def test_default_client_is_not_created_eagerly() -> None:
     assert client._http is None
 
 
-async def test_request_id_falls_back_to_the_body_id() -> None:
-    result = await Recorder(ok()).client().chat(REQUEST)
-    assert result.request_id == "chatcmpl-1"
-
-
-async def test_request_id_header_wins_over_the_body_id() -> None:
-    result = await Recorder(ok(headers={"x-request-id": "req_h"})).client().chat(REQUEST)
-    assert result.request_id == "req_h"
-
-
-async def test_error_body_id_is_the_request_id() -> None:
-    body = {"id": "err_42", "error": {"message": "boom", "type": "server_error"}}
-    error = await _raises(Recorder(lambda request: httpx.Response(500, json=body)))
-    assert error.request_id == "err_42"
-    assert "request_id='err_42'" in str(error)
-
-
-async def test_decode_error_keeps_a_body_id() -> None:
-    error = await _raises(Recorder(lambda request: httpx.Response(200, json={"id": "chatcmpl-x"})))
-    assert isinstance(error, ResponseDecodeError)
-    assert error.request_id == "chatcmpl-x"
-
-
 SSE_HEADERS = {"content-type": "text/event-stream"}
 
 

@@ -10,7 +10,7 @@ import httpx
 import pytest
 
 from gateway import APIStatusError, GatewayError, RateLimitError, StreamError
-from tests.gateway.support import REQUEST, Recorder, ok, sse
+from tests.gateway.support import REQUEST, Recorder, ok, sse, streaming
 
 STREAM = sse(
     [
@@ -22,13 +22,6 @@ STREAM = sse(
         "data: [DONE]\n\n",
     ]
 )
-
-
-def streaming() -> Recorder:
-    """A recorder answering every request with a short SSE stream."""
-    return Recorder(
-        lambda request: httpx.Response(200, content=STREAM, headers={"content-type": "text/event-stream"})
-    )
 
 
 async def _send(recorder: Recorder, how: str, **kwargs: Any) -> httpx.Request:
@@ -46,7 +39,7 @@ HOW = ["chat", "chat-streamed", "stream_chat"]
 
 
 def _recorder(how: str, recorder: Recorder) -> Recorder:
-    return recorder if how == "chat" else streaming()
+    return recorder if how == "chat" else streaming(STREAM)
 
 
 @pytest.mark.parametrize("how", HOW)

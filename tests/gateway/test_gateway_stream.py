@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import APIConnectionError, RateLimitError, ResponseDecodeError, StreamError
+from gateway import RateLimitError, ResponseDecodeError, StreamError
 from gateway.stream import iter_events
 from schemas.wire import ChatCompletion, ChatCompletionRequest, ChatMessage
-from tests.gateway.support import REQUEST, Recorder, ok, sse
+from tests.gateway.support import REQUEST, Recorder, ok, sse, streaming
 
 STREAM_REQUEST = {**REQUEST, "stream": True, "stream_options": {"include_usage": True}}
 HEAD = {"id": "chatcmpl-s", "object": "chat.completion.chunk", "created": 1700000000}
@@ -31,12 +31,6 @@ USAGE = {
     "choices": [],
     "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
 }
-
-
-def streaming(body: bytes, status: int = 200, headers: dict[str, str] | None = None) -> Recorder:
-    """A recorder answering with an SSE body."""
-    all_headers = {"content-type": "text/event-stream", **(headers or {})}
-    return Recorder(lambda request: httpx.Response(status, content=body, headers=all_headers))
 
 
 TEXT_STREAM = sse(
@@ -370,40 +364,3 @@ async def test_stream_chat_accepts_an_end_after_finish_reason() -> None:
     body = sse([chunk({"role": "assistant", "content": "Hi"}), chunk({}, finish="length")])
     chunks = [c async for c in streaming(body).client().stream_chat(REQUEST)]
     assert [c.choices[0].finish_reason for c in chunks] == [None, "length"]
-
-
-async def test_stream_request_id_falls_back_to_the_chunk_id() -> None:
-    result = await streaming(TEXT_STREAM).client().chat(STREAM_REQUEST)
-    assert result.request_id == "chatcmpl-s"
-
-
-async def test_broken_stream_error_has_the_chunk_id() -> None:
-    body = sse([chunk({"role": "assistant", "content": "Hel"})])
-    with pytest.raises(StreamError) as caught:
-        await streaming(body).client().chat(STREAM_REQUEST)
-    assert caught.value.request_id == "chatcmpl-s"
-
-
-async def test_malformed_chunk_error_has_the_chunk_id() -> None:
-    body = sse([chunk({"content": "Hel"}), "data: {not json\n\n"])
-    with pytest.raises(ResponseDecodeError) as caught:
-        await streaming(body).client().chat(STREAM_REQUEST)
-    assert caught.value.request_id == "chatcmpl-s"
-
-
-class _BrokenStream(httpx.AsyncByteStream):
-    def __init__(self, body: bytes) -> None:
-        self.body = body
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        yield self.body
-        raise httpx.ReadError("connection reset mid-stream")
-
-
-async def test_connection_lost_mid_stream_has_the_chunk_id() -> None:
-    stream = _BrokenStream(sse([chunk({"role": "assistant", "content": "Hel"})]))
-    recorder = Recorder(lambda request: httpx.Response(200, stream=stream))
-    with pytest.raises(APIConnectionError) as caught:
-        await recorder.client().chat(STREAM_REQUEST)
-    assert caught.value.request_id == "chatcmpl-s"
-    assert caught.value.status_code == 200
