@@ -46,11 +46,10 @@ def completion_problem(completion: ChatCompletion, max_tokens: int | None) -> st
 def usage_problem(usage: Usage, max_tokens: int | None, choices: int) -> str | None:
     """What is impossible about `usage` for a request limited to `max_tokens`; None if nothing."""
     prompt, completion, total = usage.prompt_tokens, usage.completion_tokens, usage.total_tokens
-    counts = f"prompt_tokens={prompt}, completion_tokens={completion}, total_tokens={total}"
     if min(prompt, completion, total) < 0:
-        return f"negative token count in usage: {counts}"
+        return f"negative token count in usage: {_counts(usage)}"
     if max(prompt, completion, total) > ABSURD_TOKENS:
-        return f"absurd token count in usage (over {ABSURD_TOKENS:,}): {counts}"
+        return f"absurd token count in usage (over {ABSURD_TOKENS:,}): {_counts(usage)}"
     parts = prompt + completion
     if total and total < parts - max(1, int(parts * TOTAL_SLACK_RATIO)):
         return (
@@ -77,6 +76,13 @@ def token_limit(request: ChatCompletionRequest | Mapping[str, Any]) -> int | Non
         values = (request.get("max_completion_tokens"), request.get("max_tokens"))
     limits = [v for v in values if isinstance(v, int) and not isinstance(v, bool) and v > 0]
     return max(limits) if limits else None
+
+
+def _counts(usage: Usage) -> str:
+    return (
+        f"prompt_tokens={usage.prompt_tokens}, completion_tokens={usage.completion_tokens}, "
+        f"total_tokens={usage.total_tokens}"
+    )
 
 
 def _reasoning_tokens(usage: Usage) -> int:
