@@ -12,7 +12,7 @@ from prefect.artifacts import (
 )
 
 from flows.summary import RunSummary, summary_rows
-from tasks.run.progress import board
+from tasks.run.progress import ProgressBoard
 
 
 def artifact_key(pipeline: str, suffix: str) -> str:
@@ -24,8 +24,8 @@ def artifact_key(pipeline: str, suffix: str) -> str:
 class ProgressArtifact:
     """The run's progress (rows done of all rows, every step) as a Prefect progress artifact."""
 
-    def __init__(self, pipeline: str) -> None:
-        self.pipeline = pipeline
+    def __init__(self, pipeline: str, progress: ProgressBoard) -> None:
+        self.pipeline, self.progress = pipeline, progress
         self._id: UUID | None = None
 
     async def start(self) -> None:
@@ -36,7 +36,7 @@ class ProgressArtifact:
 
     async def update(self) -> None:
         """Set it from the progress board."""
-        steps = list(board().steps.values())
+        steps = list(self.progress.steps.values())
         total = sum(s.total for s in steps)
         if self._id is not None and total:
             done = sum(s.done for s in steps)

@@ -40,10 +40,10 @@ def _fail(message: str, code: int = 2) -> typer.Exit:
 
 
 def _user_errors() -> tuple[type[Exception], ...]:
-    from schemas.errors import SchemaError
-    from tasks.errors import PipelineError
+    # Every error byokflow raises on purpose has one root; anything else is a bug and shows as one.
+    from schemas.errors import ByokflowError
 
-    return (SchemaError, PipelineError)
+    return (ByokflowError,)
 
 
 @app.command()
@@ -118,18 +118,20 @@ def retry_errors(
 
 def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: Any) -> None:
     """Preflight, run with live progress, print the summary; Ctrl-C keeps what completed."""
-    from flows.dask_runner import pipeline_for
     from flows.display import ProgressDisplay, print_summary
+    from flows.pipeline import pipeline_for
     from flows.preflight import preflight
-    from tasks.run.stop import clear_stop, stop_requested
+    from tasks.run.control import RunControl
     from tasks.store.journal import recover_journals
 
-    clear_stop()
-    previous = signal.signal(signal.SIGINT, _stop_gracefully)
+    control = RunControl()
+    stopper = _GracefulStop(control)
+    previous = signal.signal(signal.SIGINT, stopper.on_signal)
     try:
-        asyncio.run(preflight(spec, sample_rows=0))
-        with ProgressDisplay(console):
-            summary = asyncio.run(pipeline_for(spec)(spec, **options))
+        checked = asyncio.run(preflight(spec, sample_rows=0))
+        with ProgressDisplay(console, control.progress):
+            flow = pipeline_for(spec)
+            summary = asyncio.run(flow(spec, control=control, prechecked=checked, **options))
     except _user_errors() as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
@@ -141,46 +143,42 @@ def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: A
         ) from None
     finally:
         signal.signal(signal.SIGINT, previous)
-        _GRACE_TIMER.cancel()
+        stopper.cancel()
     print_summary(console, summary)
-    if stop_requested():
+    if control.stop.is_set():
         raise _fail(
             f"stopped before the end; run `{resume_hint}` to resume (only missing records are requested)", 130
         )
 
 
-class _GraceTimer:
-    """Aborts a graceful stop that takes too long, as a second Ctrl-C would."""
+GRACE_SECONDS = 15.0
 
-    def __init__(self) -> None:
+
+class _GracefulStop:
+    """First Ctrl-C: send nothing new and let in-flight requests finish; second, or too long: abort."""
+
+    def __init__(self, control: Any) -> None:
+        self._control = control
         self._timer: threading.Timer | None = None
 
-    def start(self, seconds: float) -> None:
-        self._timer = threading.Timer(seconds, _thread.interrupt_main)
+    def on_signal(self, signum: int, frame: object) -> None:
+        """The SIGINT handler of one run."""
+        if self._control.stop.is_set():
+            raise KeyboardInterrupt
+        self._control.stop.set()
+        errors.print(
+            f"stopping: no new requests; waiting up to {GRACE_SECONDS:.0f} s for the ones in flight "
+            "(Ctrl-C again to abort now)"
+        )
+        # Aborts a graceful stop that takes too long, as a second Ctrl-C would.
+        self._timer = threading.Timer(GRACE_SECONDS, _thread.interrupt_main)
         self._timer.daemon = True
         self._timer.start()
 
     def cancel(self) -> None:
+        """The run ended: no abort is coming."""
         if self._timer is not None:
             self._timer.cancel()
-
-
-_GRACE_TIMER = _GraceTimer()
-GRACE_SECONDS = 15.0
-
-
-def _stop_gracefully(signum: int, frame: object) -> None:
-    """First Ctrl-C: send nothing new and let in-flight requests finish; second: abort now."""
-    from tasks.run.stop import request_stop, stop_requested
-
-    if stop_requested():
-        raise KeyboardInterrupt
-    request_stop()
-    errors.print(
-        f"stopping: no new requests; waiting up to {GRACE_SECONDS:.0f} s for the ones in flight "
-        "(Ctrl-C again to abort now)"
-    )
-    _GRACE_TIMER.start(GRACE_SECONDS)
 
 
 @app.command()
@@ -195,15 +193,15 @@ def validate(
 
     try:
         checked = asyncio.run(preflight(load_pipeline_spec(spec)))
+        console.print(f"[green]ok[/]: {spec} — {checked.rows} rows, steps {' -> '.join(checked.order)}")
+        for name, messages in (checked.samples[0] if checked.samples else {}).items():
+            console.print(f"[bold]{name}[/] (first row):")
+            for message in messages:
+                console.print(f"  {message['role']}: {message['content']}", highlight=False)
+        if estimate:
+            _print_estimate(checked)
     except _user_errors() as exc:
         raise _fail(str(exc)) from None
-    console.print(f"[green]ok[/]: {spec} — {checked.rows} rows, steps {' -> '.join(checked.order)}")
-    for name, messages in (checked.samples[0] if checked.samples else {}).items():
-        console.print(f"[bold]{name}[/] (first row):")
-        for message in messages:
-            console.print(f"  {message['role']}: {message['content']}", highlight=False)
-    if estimate:
-        _print_estimate(checked)
 
 
 def _print_estimate(checked: Any) -> None:
@@ -296,7 +294,7 @@ def sandbox(
 
     try:
         sandbox_config = SandboxConfig.from_file(config) if config else SandboxConfig()
-    except Exception as exc:  # the sandbox's config errors name the file and key
+    except _user_errors() as exc:  # the sandbox's config errors name the file and key
         raise _fail(str(exc)) from None
     console.print(f"sandbox gateway on http://{host}:{port} (gateway keys: {sandbox_config.gateway_keys})")
     serve(sandbox_config, host=host, port=port)
@@ -329,9 +327,11 @@ def demo(
     _quiet_prefect()
     from flows.demo import run_demo
     from flows.display import ProgressDisplay, print_summary
+    from tasks.run.control import RunControl
 
-    with ProgressDisplay(console):
-        summary = run_demo(directory, console)
+    control = RunControl()
+    with ProgressDisplay(console, control.progress):
+        summary = run_demo(directory, console, control)
     print_summary(console, summary)
     _show_preview(summary.output_dir)
 

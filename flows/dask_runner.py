@@ -1,15 +1,21 @@
 """Running shard tasks on Dask: a local cluster of worker processes, or an existing cluster.
 
-Each shard task is submitted to Prefect's Dask task runner and runs in a worker process, where it
-loads its keys from Secret blocks and creates its own HTTP client and rate governor. The workers
-do not coordinate: each takes an equal share of every key's limits and of the run's budget.
+Each shard task is submitted to Prefect's Dask task runner and runs in a worker process, where
+the run's worker plugin holds the context built from the run's plan: the worker loads its keys
+from Secret blocks and creates its own HTTP clients and rate governors. The workers do not
+coordinate: each takes an equal share of every key's limits and of the run's budget.
 """
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
-from schemas.spec import DaskSpec, PipelineSpec
+from schemas.spec import DaskSpec
+from tasks.run.context import RunPlan
+from tasks.run.worker_plugin import RunWorkerPlugin
 
 
 def dask_task_runner(dask: DaskSpec) -> Any:
@@ -33,10 +39,22 @@ def worker_count(dask: DaskSpec) -> int:
         return max(1, len(client.scheduler_info().get("workers", {})))
 
 
-def pipeline_for(spec: PipelineSpec) -> Any:
-    """The pipeline flow with the task runner `spec` asks for."""
-    from flows.pipeline import pipeline
+@asynccontextmanager
+async def dask_plugin(dask: DaskSpec | None, plan: RunPlan) -> AsyncIterator[None]:
+    """While the run lasts, every Dask worker holds the run's context (nothing to do in process)."""
+    if dask is None:
+        yield
+        return
+    from prefect.context import FlowRunContext
 
-    if spec.dask is None:
-        return pipeline
-    return pipeline.with_options(task_runner=dask_task_runner(spec.dask))
+    context = FlowRunContext.get()
+    assert context is not None, "dask_plugin runs inside the pipeline flow"
+    # The task runner's own client, started now if no task has started it yet (it is synchronous,
+    # with its own IO thread: its calls go to a thread so the flow's loop goes on).
+    client = await asyncio.to_thread(lambda: context.task_runner.client)  # type: ignore[attr-defined]
+    plugin = RunWorkerPlugin(plan)
+    await asyncio.to_thread(client.register_plugin, plugin)
+    try:
+        yield
+    finally:
+        await asyncio.to_thread(client.unregister_worker_plugin, plugin.name)

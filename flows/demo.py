@@ -22,6 +22,7 @@ from rich.console import Console
 from flows.pipeline import pipeline
 from flows.summary import RunSummary
 from sandbox import SandboxConfig, SandboxServer
+from tasks.run.control import RunControl
 
 GATEWAY_KEY = "demo-gateway-key"
 DEMO_KEYS = {
@@ -106,7 +107,7 @@ async def store_demo_keys() -> None:
         await Secret(value=SecretStr(key)).asave(name, overwrite=True)
 
 
-def run_demo(directory: Path, console: Console) -> RunSummary:
+def run_demo(directory: Path, console: Console, control: RunControl | None = None) -> RunSummary:
     """Set everything up and run the demo pipeline; returns its summary."""
     directory.mkdir(parents=True, exist_ok=True)
     # The demo owns its folder: a rerun starts from a clean output directory.
@@ -118,6 +119,6 @@ def run_demo(directory: Path, console: Console) -> RunSummary:
 
         async def main() -> RunSummary:
             await store_demo_keys()
-            return await pipeline(str(spec_path))
+            return await pipeline(str(spec_path), control=control)
 
         return asyncio.run(main())

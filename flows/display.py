@@ -1,7 +1,7 @@
 """What `byokflow run` shows while a run goes on and when it ends.
 
 In a terminal: a live bar per step (rows done of total, ok, errors, tokens, rate, ETA). Otherwise
-(CI, logs): a plain line per step every few seconds. Both read the process's progress board.
+(CI, logs): a plain line per step every few seconds. Both read the run's progress board.
 """
 
 from __future__ import annotations
@@ -24,14 +24,14 @@ from rich.progress import (
 from rich.table import Table
 
 from flows.summary import RunSummary, summary_rows
-from tasks.run.progress import ProgressBoard, StepProgress, board
+from tasks.run.progress import ProgressBoard, StepProgress
 
 
 class ProgressDisplay:
     """Shows the progress board until the run ends."""
 
-    def __init__(self, console: Console, interval: float | None = None) -> None:
-        self.console = console
+    def __init__(self, console: Console, board: ProgressBoard, interval: float | None = None) -> None:
+        self.console, self.board = console, board
         self.live = console.is_terminal
         self.interval = interval or (0.2 if self.live else 5.0)
         self._stop = threading.Event()
@@ -59,13 +59,13 @@ class ProgressDisplay:
     ) -> None:
         self._stop.set()
         self._thread.join()
-        self._show(board())
+        self._show(self.board)
         if self.live:
             self._progress.stop()
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
-            self._show(board())
+            self._show(self.board)
 
     def _show(self, progress_board: ProgressBoard) -> None:
         elapsed = max(time.monotonic() - progress_board.started, 1e-9)

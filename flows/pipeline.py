@@ -20,7 +20,7 @@ from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
 from flows.artifacts import ProgressArtifact, publish_summary
-from flows.dask_runner import worker_count
+from flows.dask_runner import dask_plugin, dask_task_runner, worker_count
 from flows.evaluation import evaluate
 from flows.preflight import CheckedPipeline, preflight
 from flows.summary import RunSummary, summarize, write_manifest
@@ -28,13 +28,12 @@ from schemas.spec import PipelineSpec
 from schemas.spec_file import load_spec
 from tasks.evaluation.score_run import check_scores
 from tasks.inputs.dataset import iter_shards
-from tasks.limits.budget import BudgetGuard, forget_guard
-from tasks.run.progress import board
-from tasks.run.step_pool import close_step_pools
-from tasks.run.stop import stop_requested
-from tasks.shard_task import RunInfo, StepShardOutcome, run_step_shard
+from tasks.rows.tally import StepShardOutcome
+from tasks.run.context import RunContext, RunPlan
+from tasks.run.control import RunControl
+from tasks.shard_task import run_step_shard
 from tasks.store.compaction import compact_outputs
-from tasks.store.done_index import done_index, forget_index
+from tasks.store.done_index import load_done_index
 from tasks.store.journal import recover_journals
 from tasks.store.output_lock import output_lock
 
@@ -46,38 +45,45 @@ async def pipeline(
     limit: int | None = None,
     retry_errors: bool = False,
     error_types: list[str] | None = None,
+    control: RunControl | None = None,
+    prechecked: CheckedPipeline | None = None,
 ) -> RunSummary:
     """Run a pipeline (a spec object or a spec path) and return its summary.
 
     Records already in the output directory are not requested again; with `retry_errors`, error
     records (of `error_types`, or all) are requested again and replaced by their new records.
+    `control` lets the caller watch the run's progress and stop it; `prechecked` is the result
+    of a `preflight` the caller just ran on the same spec (so the dataset is not scanned twice).
     """
     spec = _as_spec(spec, out)
-    checked = await preflight(spec)
+    checked = prechecked if prechecked is not None and prechecked.spec == spec else await preflight(spec)
     check_scores(spec, checked.dataset)  # scorers' columns, judges and custom functions, before any request
     run_id = str(flow_run.get_id() or uuid.uuid4())
     retry_types = frozenset(error_types or ()) if retry_errors else None
     with output_lock(spec.output.path):
-        run = _start_run(checked, run_id, retry_types, limit)
+        context = _start_run(checked, run_id, retry_types, limit, control or RunControl())
         started = time.monotonic()
-        progress = ProgressArtifact(spec.name)
+        progress = ProgressArtifact(spec.name, context.control.progress)
         await progress.start()
         # Everything alive now (Prefect, its client and server, every import) lives for the whole run:
         # frozen, the collector stops walking it again and again while rows churn (~+30 % rows/s).
         gc.freeze()
         try:
-            outcomes = await _run_shards(checked, run, limit, progress)
+            async with dask_plugin(spec.dask, context.plan):
+                outcomes = await _run_shards(checked, context, limit, progress)
         finally:
             gc.unfreeze()
-            forget_index(run_id)
-            budget = forget_guard(run_id)
-        return await _finish_run(checked, run, outcomes, time.monotonic() - started, budget, limit)
+        return await _finish_run(checked, context, outcomes, time.monotonic() - started, limit)
 
 
 def _start_run(
-    checked: CheckedPipeline, run_id: str, retry_types: frozenset[str] | None, limit: int | None
-) -> RunInfo:
-    """Recover what an interrupted run left, load what is already done, and describe the run."""
+    checked: CheckedPipeline,
+    run_id: str,
+    retry_types: frozenset[str] | None,
+    limit: int | None,
+    control: RunControl,
+) -> RunContext:
+    """Recover what an interrupted run left, load what is already done, and build the run's context."""
     spec, logger = checked.spec, get_run_logger()
     output_dir = spec.output.path
     recovered = recover_journals(output_dir)
@@ -85,11 +91,11 @@ def _start_run(
         logger.info("recovered %d records journaled by an interrupted run", recovered)
     compact_outputs(output_dir)
     view_steps = frozenset(name for name in checked.order if checked.has_dependents(name))
-    index = done_index(run_id, output_dir, set(view_steps), retry_types)
+    index = load_done_index(output_dir, set(view_steps), retry_types)
     total = _total_rows(checked, limit)
-    board().reset(checked.order)
+    control.progress.reset(checked.order)
     for name in checked.order:
-        board().add_total(name, total * len(spec.step(name).model_names))
+        control.progress.add_total(name, total * len(spec.step(name).model_names))
     logger.info(
         "byokflow run %s: %d rows, steps %s, %d records already done",
         run_id,
@@ -97,33 +103,31 @@ def _start_run(
         checked.order,
         len(index),
     )
-    return RunInfo(
+    plan = RunPlan(
         run_id=run_id,
         output_dir=output_dir,
         id_column=spec.input.id_column,
         gateway=spec.gateway,
-        empty_prompts=spec.input.empty_prompts,
         retry_types=retry_types,
         view_steps=view_steps,
         prices=spec.prices,
         max_cost_usd=spec.max_cost_usd,
         processes=worker_count(spec.dask) if spec.dask else 1,
-        shared_pools=spec.dask is None,
         fresh_output=len(index) == 0,
     )
+    return RunContext(plan, control, index=index, prices=checked.prices)
 
 
 async def _finish_run(
     checked: CheckedPipeline,
-    run: RunInfo,
+    context: RunContext,
     outcomes: list[StepShardOutcome],
     elapsed_s: float,
-    budget: BudgetGuard | None,
     limit: int | None,
 ) -> RunSummary:
     """Compact the outputs, summarise, write the manifest and publish the artifacts."""
-    spec, logger = checked.spec, get_run_logger()
-    if budget is not None and budget.exhausted:
+    spec, run, budget, logger = checked.spec, context.plan, context.budget, get_run_logger()
+    if budget.exhausted:
         logger.warning(
             "budget of %s USD reached: %d requests not sent (budget_exhausted); raise max_cost_usd and "
             "rerun to continue",
@@ -168,7 +172,7 @@ def _as_spec(spec: PipelineSpec | str, out: str | None) -> PipelineSpec:
 
 
 async def _run_shards(
-    checked: CheckedPipeline, run: RunInfo, limit: int | None, progress: ProgressArtifact
+    checked: CheckedPipeline, context: RunContext, limit: int | None, progress: ProgressArtifact
 ) -> list[StepShardOutcome]:
     spec = checked.spec
     concurrency = max(step.concurrency for step in spec.steps)
@@ -179,13 +183,13 @@ async def _run_shards(
     try:
         shards = iter_shards(checked.dataset, checked.columns, spec.shard_size, limit)
         for index, rows in enumerate(shards):
-            if stop_requested():
+            if context.control.stop.is_set():
                 break
             if len(running) >= in_flight:
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 outcomes.extend(_collect(done))
                 await progress.update()
-            running.add(asyncio.ensure_future(_run_shard_steps(checked, run, index, rows)))
+            running.add(asyncio.ensure_future(_run_shard_steps(checked, context, index, rows)))
         if running:
             done, _ = await asyncio.wait(running)
             outcomes.extend(_collect(done))
@@ -193,7 +197,7 @@ async def _run_shards(
     finally:
         for pending in running:
             pending.cancel()
-        await close_step_pools(run.run_id)
+        await context.pools.close_loop_pools()
     return outcomes
 
 
@@ -205,19 +209,19 @@ def _collect(done: set[asyncio.Task[list[StepShardOutcome]]]) -> list[StepShardO
 
 
 async def _run_shard_steps(
-    checked: CheckedPipeline, run: RunInfo, index: int, rows: pa.Table
+    checked: CheckedPipeline, context: RunContext, index: int, rows: pa.Table
 ) -> list[StepShardOutcome]:
     """Every step on one shard, each starting when the steps it reads are done on this shard."""
     started: dict[str, asyncio.Task[StepShardOutcome]] = {}
 
     async def run_step(name: str) -> StepShardOutcome:
         upstream = {dep: await started[dep] for dep in sorted(checked.depends_on[name])}
-        arguments = (rows, checked.spec.step(name), run, index, upstream)
-        keep = checked.has_dependents(name)
-        if run.shared_pools:
-            return await run_step_shard(*arguments, keep_outputs=keep)
-        # On Dask: submitted to the task runner; the flow's loop waits without blocking.
-        future = run_step_shard.submit(*arguments, keep_outputs=keep)
+        step, keep = checked.spec.step(name), checked.has_dependents(name)
+        if checked.spec.dask is None:
+            return await run_step_shard(rows, step, context, index, upstream, keep_outputs=keep)
+        # On Dask: submitted to the task runner with the plan (the worker has its own context);
+        # the flow's loop waits without blocking.
+        future = run_step_shard.submit(rows, step, context.plan, index, upstream, keep_outputs=keep)
         return await asyncio.to_thread(_result_of, future)
 
     for name in checked.order:
@@ -235,6 +239,9 @@ def _result_of(future: Any) -> StepShardOutcome:
     return outcome
 
 
-def run_pipeline(spec: PipelineSpec | str, **options: Any) -> RunSummary:
-    """Run the pipeline flow from synchronous code."""
-    return asyncio.run(pipeline(spec, **options))
+
+def pipeline_for(spec: PipelineSpec) -> Any:
+    """The pipeline flow with the task runner `spec` asks for."""
+    if spec.dask is None:
+        return pipeline
+    return pipeline.with_options(task_runner=dask_task_runner(spec.dask))

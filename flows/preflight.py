@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-from dataclasses import dataclass, field
 from graphlib import CycleError, TopologicalSorter
 from typing import Any
 
 import pyarrow.dataset as ds
 
 from schemas.errors import SpecError
-from schemas.prices import load_prices
+from schemas.prices import PriceTable, load_prices
 from schemas.records import STEP_VIEW_FIELDS
 from schemas.spec import PipelineSpec
 from tasks.errors import TemplateError
@@ -22,17 +19,29 @@ from tasks.rows.structured import OutputValidator
 from tasks.run.credentials import load_key
 
 
-@dataclass
 class CheckedPipeline:
-    """A spec that passed preflight, with what the run needs from the checks."""
+    """A spec that passed preflight, with what the run needs from the checks.
 
-    spec: PipelineSpec
-    dataset: ds.Dataset
-    rows: int
-    columns: list[str]
-    order: list[str]
-    depends_on: dict[str, set[str]]
-    samples: list[dict[str, Any]] = field(default_factory=list)
+    A plain object, not a dataclass: it can be handed to the flow as a parameter, which Prefect
+    then neither walks into nor tries to store.
+    """
+
+    __slots__ = ("columns", "dataset", "depends_on", "order", "prices", "rows", "samples", "spec")
+
+    def __init__(
+        self,
+        spec: PipelineSpec,
+        dataset: ds.Dataset,
+        rows: int,
+        columns: list[str],
+        order: list[str],
+        depends_on: dict[str, set[str]],
+        prices: PriceTable,
+        samples: list[dict[str, Any]] | None = None,
+    ) -> None:
+        self.spec, self.dataset, self.rows, self.columns = spec, dataset, rows, columns
+        self.order, self.depends_on, self.prices = order, depends_on, prices
+        self.samples = samples or []
 
     def has_dependents(self, step: str) -> bool:
         """Whether a later step reads this step's records."""
@@ -43,45 +52,21 @@ async def preflight(spec: PipelineSpec, *, check_keys: bool = True, sample_rows:
     """Check the step graph, the dataset, the templates and the keys; raise on the first problem."""
     renderers = {step.name: StepRenderer(step) for step in spec.steps}
     _check_imports(spec)
-    _check_prices(spec)
+    prices = load_prices(spec.prices)
+    _check_prices(spec, prices)
     depends_on = {name: r.referenced_steps() for name, r in renderers.items()}
     order = _step_order(spec, depends_on)
     dataset = open_dataset(spec.input)
     needed = set().union(*(r.referenced_columns() for r in renderers.values()))
     check_columns(dataset, spec.input, needed | set(spec.input.columns or ()))
-    rows = _scan_dataset(spec, dataset, needed)
+    rows = check_ids(dataset, spec.input)
+    if spec.input.empty_prompts == "error":
+        check_prompt_values(dataset, spec.input, needed)
     columns = sorted(needed | {spec.input.id_column} | set(spec.input.columns or ()))
     samples = _render_samples(dataset, spec, columns, order, renderers, sample_rows)
     if check_keys:
         await _check_keys(spec)
-    return CheckedPipeline(spec, dataset, rows, columns, order, depends_on, samples)
-
-
-_SCANNED: dict[str, int] = {}
-
-
-def _scan_dataset(spec: PipelineSpec, dataset: ds.Dataset, needed: set[str]) -> int:
-    """Check ids and prompt values over the whole dataset, once per process for unchanged files."""
-    # `byokflow run` checks before the flow starts, and the flow checks again (it can be called on
-    # its own): the second full scan of the same unchanged local files is skipped.
-    files = _local_files_signature(dataset)
-    key = json.dumps([spec.input.model_dump(mode="json"), sorted(needed), files]) if files else None
-    if key is not None and key in _SCANNED:
-        return _SCANNED[key]
-    rows = check_ids(dataset, spec.input)
-    if spec.input.empty_prompts == "error":
-        check_prompt_values(dataset, spec.input, needed)
-    if key is not None:
-        _SCANNED[key] = rows
-    return rows
-
-
-def _local_files_signature(dataset: ds.Dataset) -> list[tuple[str, int, int]] | None:
-    """Path, size and mtime of every file, or None when they are not local files."""
-    try:
-        return [(path, (st := os.stat(path)).st_size, st.st_mtime_ns) for path in dataset.files]
-    except OSError:
-        return None
+    return CheckedPipeline(spec, dataset, rows, columns, order, depends_on, prices, samples)
 
 
 def _step_order(spec: PipelineSpec, depends_on: dict[str, set[str]]) -> list[str]:
@@ -119,9 +104,7 @@ def _render_samples(
     rows = dataset.head(count, columns=columns).to_pylist() if count else []
     samples = []
     for row in rows:
-        placeholder: dict[str, Any] = {f: f"<{f}>" for f in STEP_VIEW_FIELDS}
-        placeholder["parsed"] = _AnyValue("parsed")
-        steps = {name: placeholder for name in order}
+        steps = {name: placeholder_view() for name in order}
         rendered = {}
         for name in order:
             try:
@@ -131,6 +114,13 @@ def _render_samples(
                 raise TemplateError(f"{exc} (row {spec.input.id_column}={row_id!r})") from None
         samples.append(rendered)
     return samples
+
+
+def placeholder_view() -> dict[str, Any]:
+    """What stands in for an earlier step's record when its output is not known yet."""
+    placeholder: dict[str, Any] = {f: f"<{f}>" for f in STEP_VIEW_FIELDS}
+    placeholder["parsed"] = _AnyValue("parsed")
+    return placeholder
 
 
 class _AnyValue:
@@ -158,9 +148,8 @@ async def _check_keys(spec: PipelineSpec) -> None:
                 await load_key(credentials)
 
 
-def _check_prices(spec: PipelineSpec) -> None:
+def _check_prices(spec: PipelineSpec, prices: PriceTable) -> None:
     """A budget needs a price for every model, else the worst case of a request is unknown."""
-    prices = load_prices(spec.prices)
     if spec.max_cost_usd is None:
         return
     unpriced = sorted({m for step in spec.steps for m in step.model_names if prices.price(m) is None})

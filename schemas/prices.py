@@ -75,9 +75,3 @@ def load_prices(path: str | Path | None) -> PriceTable:
             f"{path}: invalid price: {exc.errors()[0]['msg']} ({exc.errors()[0]['loc']})"
         ) from None
 
-
-def cost_usd(
-    model: str, prompt_tokens: int, completion_tokens: int, table: PriceTable | None = None
-) -> float | None:
-    """USD for this usage of `model` at `table`'s prices (the defaults when None); None if unknown."""
-    return (table or PriceTable()).cost(model, prompt_tokens, completion_tokens)

@@ -81,6 +81,12 @@ ERROR_SCHEMA = pa.schema(
         pa.field("attempts", pa.int32()),
         pa.field("request_id", pa.string()),
         pa.field("completed_at", pa.timestamp("ms", tz="UTC")),
+        # What was paid for although the row failed (an invalid answer, a runner loop that failed
+        # after calls); 0 when nothing was billed, cost null when the model's price is unknown.
+        pa.field("prompt_tokens", pa.int64()),
+        pa.field("completion_tokens", pa.int64()),
+        pa.field("total_tokens", pa.int64()),
+        pa.field("cost_usd", pa.float64()),
     ]
 )
 
@@ -130,6 +136,10 @@ class ErrorRecord:
     attempts: int
     request_id: str | None
     completed_at: Any
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    cost_usd: float | None = 0.0
 
 
 class RecordColumns:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import glob
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -87,7 +87,16 @@ def check_prompt_values(dataset: ds.Dataset, spec: InputSpec, columns: set[str])
             )
 
 
-def _blank(values: pa.Array) -> pa.Array:
+def blank_rows(table: pa.Table, columns: Iterable[str]) -> list[bool]:
+    """Per row of `table`: whether any of `columns` is null or blank (what `empty_prompts` means)."""
+    bad = pa.array([False] * table.num_rows, type=pa.bool_())
+    for column in columns:
+        bad = pc.or_(bad, _blank(table.column(column)))
+    return bad.to_pylist()
+
+
+def _blank(values: pa.Array | pa.ChunkedArray) -> pa.Array:
+    """Null, or a string that is empty once whitespace is trimmed: the one rule of an empty prompt."""
     bad = pc.is_null(values)
     if pa.types.is_string(values.type) or pa.types.is_large_string(values.type):
         blank = pc.equal(pc.utf8_trim_whitespace(values), "")

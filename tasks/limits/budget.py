@@ -2,8 +2,11 @@
 
 Before each request the worst case of its cost (the prompt's estimated tokens plus `max_tokens`
 of output) is reserved; when the reservation would exceed `max_cost_usd`, the row is not sent and
-gets a `budget_exhausted` record. When the answer arrives, the reservation becomes the real cost.
-So spending never passes the budget, as long as the provider honours `max_tokens`.
+gets a `budget_exhausted` record. When the answer arrives, the reservation becomes the real cost —
+of every call that was paid for, including answers that end as error records (invalid output, a
+runner loop that failed after calls). So spending never passes the budget, as long as the
+provider honours `max_tokens`. A runner step reserves before each of its calls, from the
+conversation as it has grown.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ import threading
 
 
 class BudgetGuard:
-    """Spending of one run in this process against its `max_cost_usd` (None: no limit)."""
+    """Spending of one run (in this process) against its `max_cost_usd` (None: no limit)."""
 
     def __init__(self, max_cost_usd: float | None) -> None:
         self.max_cost_usd = max_cost_usd
@@ -44,21 +47,3 @@ class BudgetGuard:
         """Whether some request was refused for lack of budget."""
         return self.refused > 0
 
-
-_GUARDS: dict[str, BudgetGuard] = {}
-_LOCK = threading.Lock()
-
-
-def budget_guard(run_id: str, max_cost_usd: float | None) -> BudgetGuard:
-    """The guard of run `run_id` in this process."""
-    with _LOCK:
-        guard = _GUARDS.get(run_id)
-        if guard is None:
-            guard = _GUARDS[run_id] = BudgetGuard(max_cost_usd)
-        return guard
-
-
-def forget_guard(run_id: str) -> BudgetGuard | None:
-    """Drop (and return) the guard of a finished run."""
-    with _LOCK:
-        return _GUARDS.pop(run_id, None)

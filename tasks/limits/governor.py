@@ -1,4 +1,4 @@
-"""One rate governor per provider key per process: RPM/TPM pacing, concurrency, 429 back-off.
+"""One rate governor per provider key: RPM/TPM pacing, concurrency, 429 back-off.
 
 Shared by every shard task and step using the key, on whatever event loop (thread): state sits
 behind a `threading.Lock` and a waiter only awaits a future of its own loop, woken thread-safely.
@@ -6,7 +6,7 @@ RPM is a GCRA bucket whose burst is paid for out of its rate, so no sliding 60 s
 than `rpm`; TPM is a bucket spreading estimated tokens plus a 60 s log (corrected to actual usage)
 capping them as the provider counts. A 429 pauses the key until Retry-After and, with `adaptive`,
 halves concurrency (AIMD); `x-ratelimit-*` headers pause it when nothing remains and teach unset
-limits. The registry holds an HMAC of each key, never the key.
+limits. A registry finds a key's governor by an HMAC of the key, never the key.
 """
 
 from __future__ import annotations
@@ -51,8 +51,6 @@ _UNBOUNDED = 1 << 30
 _BLOCKED = math.inf
 
 _SECRET = os.urandom(32)
-_REGISTRY: dict[str, RateGovernor] = {}
-_REGISTRY_LOCK = threading.Lock()
 # (limit, remaining, reset) header names of requests, then of tokens.
 _HEADERS = tuple(
     (f"x-ratelimit-limit-{kind}", f"x-ratelimit-remaining-{kind}", f"x-ratelimit-reset-{kind}")
@@ -65,22 +63,35 @@ def key_id(key: str) -> str:
     return hmac.new(_SECRET, key.encode(), hashlib.sha256).hexdigest()[:16]
 
 
-def governor_for(key: str, limits: RateLimits | None = None) -> RateGovernor:
-    """The process-wide governor of `key`; a later caller's limits merge in (tighter wins)."""
-    kid, limits = key_id(key), limits or RateLimits()
-    with _REGISTRY_LOCK:
-        governor = _REGISTRY.get(kid)
-        if governor is None:
-            governor = _REGISTRY[kid] = RateGovernor(limits, key_id=kid)
-            return governor
-    governor.tighten(limits)
-    return governor
+class GovernorRegistry:
+    """The governors of the keys a process uses, one per key, found by an HMAC of the key."""
+
+    def __init__(self) -> None:
+        self._governors: dict[str, RateGovernor] = {}
+        self._lock = threading.Lock()
+
+    def governor_for(self, key: str, limits: RateLimits | None = None) -> RateGovernor:
+        """The governor of `key`; a later caller's limits merge in (tighter wins)."""
+        kid, limits = key_id(key), limits or RateLimits()
+        with self._lock:
+            governor = self._governors.get(kid)
+            if governor is None:
+                governor = self._governors[kid] = RateGovernor(limits, key_id=kid)
+                return governor
+        governor.tighten(limits)
+        return governor
+
+    def snapshots(self) -> list[dict[str, Any]]:
+        """Every governor's state, for progress display; holds no key."""
+        with self._lock:
+            governors = list(self._governors.values())
+        return [governor.snapshot() for governor in governors]
 
 
-def reset_governors() -> None:
-    """Forget every governor (tests)."""
-    with _REGISTRY_LOCK:
-        _REGISTRY.clear()
+# A provider counts a key's requests however many runs send them: two runs in one process that
+# use the same key must share its governor, so this one registry is per process, not per run.
+# It holds key state (pacing), never run state, and only HMACs of keys.
+PROCESS_GOVERNORS = GovernorRegistry()
 
 
 class _Waiter:
@@ -138,10 +149,6 @@ class Permit:
         if not self._reported:
             self._reported = True
             self._gov._on_rate_limited(self, retry_after, headers)
-
-    def failed(self) -> None:
-        """The call failed otherwise: nothing to learn; its estimate stays charged."""
-        self._reported = True
 
 
 class RateGovernor:

@@ -27,7 +27,6 @@ from schemas.wire import ChatCompletion, ToolCall
 from tasks.rows.local_tools import LocalTool, ToolOutcome
 
 TOOL_ARGUMENTS_MISSING = "tool_arguments_missing"
-INVALID_RESPONSE = "invalid_response"
 
 ChatCall = Callable[[dict[str, Any]], Awaitable[ChatResult]]
 
@@ -77,10 +76,7 @@ async def run_loop(
         completion = result.completion
         _account(outcome, result)
         outcome.steps_used = step
-        if not completion.choices:
-            outcome.error_type = INVALID_RESPONSE
-            outcome.error_message = "the gateway's response has no choices"
-            return outcome
+        # The gateway client refuses a response without choices (retriable invalid_response).
         choice = completion.choices[0]
         outcome.output, outcome.finish_reason = choice.message.content, choice.finish_reason
         local_calls = [c for c in choice.message.tool_calls or () if c.function.name in tools]

@@ -1,7 +1,7 @@
 """Live counters of a run, per step, that a display (the CLI, a Prefect artifact) can read.
 
-Tasks only increment integers here; whoever shows progress polls `board()` at its own pace,
-so a slow terminal never slows the requests down.
+Tasks only increment integers here; whoever shows progress polls the run's board at its own
+pace, so a slow terminal never slows the requests down. Each run has its own board.
 """
 
 from __future__ import annotations
@@ -64,24 +64,21 @@ class ProgressBoard:
         cost_usd: float | None = 0.0,
         error_type: str | None = None,
     ) -> None:
-        """One row of `step` finished (`cost_usd` None: the model's price is unknown)."""
+        """One row of `step` finished (`cost_usd` None: the model's price is unknown).
+
+        An error record that was paid for (an invalid answer, a runner loop that failed after
+        calls) counts its tokens and cost too.
+        """
         with self._lock:
             progress = self.steps.setdefault(step, StepProgress())
             if ok:
                 progress.ok += 1
-                progress.tokens += tokens
-                if cost_usd is None:
-                    progress.cost_unknown = True
-                else:
-                    progress.cost_usd += cost_usd
             else:
                 progress.errors += 1
                 progress.error_types[error_type or "unknown"] += 1
+            progress.tokens += tokens
+            if cost_usd is None:
+                progress.cost_unknown = progress.cost_unknown or ok or tokens > 0
+            else:
+                progress.cost_usd += cost_usd
 
-
-_BOARD = ProgressBoard()
-
-
-def board() -> ProgressBoard:
-    """The progress board of this process."""
-    return _BOARD

@@ -8,7 +8,6 @@ keep the fields a template may use, so a skipped row still feeds its downstream 
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,23 +69,3 @@ def load_done_index(output_dir: str, view_steps: set[str], retry_types: frozense
     )
     return index
 
-
-_INDEXES: dict[str, DoneIndex] = {}
-_LOCK = threading.Lock()
-
-
-def done_index(
-    run_id: str, output_dir: str, view_steps: set[str], retry_types: frozenset[str] | None
-) -> DoneIndex:
-    """The index of run `run_id` in this process, loaded once (each Dask worker loads its own)."""
-    with _LOCK:
-        index = _INDEXES.get(run_id)
-        if index is None:
-            index = _INDEXES[run_id] = load_done_index(output_dir, view_steps, retry_types)
-        return index
-
-
-def forget_index(run_id: str) -> None:
-    """Drop the index of a finished run."""
-    with _LOCK:
-        _INDEXES.pop(run_id, None)

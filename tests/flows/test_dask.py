@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from flows.dask_runner import pipeline_for
-from flows.pipeline import pipeline
+from flows.pipeline import pipeline, pipeline_for
 from sandbox import SandboxServer
 from schemas.spec import DaskSpec
 from tests.conftest import SANDBOX_GATEWAY_KEY

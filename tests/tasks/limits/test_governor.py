@@ -15,8 +15,7 @@ import pytest
 from gateway.errors import RateLimitError
 from sandbox.limits import RateLimiter
 from schemas.spec import RateLimits, StepSpec
-from tasks.limits import governor as governor_module
-from tasks.limits.governor import RateGovernor, governor_for, key_id, parse_reset, reset_governors
+from tasks.limits.governor import GovernorRegistry, RateGovernor, key_id, parse_reset
 
 START = 1000.0
 
@@ -78,11 +77,19 @@ def max_in_window(times: list[float], window: float = 60.0) -> int:
     return best
 
 
+_REGISTRY = GovernorRegistry()
+
+
 @pytest.fixture(autouse=True)
 def _fresh_registry() -> Iterator[None]:
-    reset_governors()
+    global _REGISTRY
+    _REGISTRY = GovernorRegistry()
     yield
-    reset_governors()
+
+
+def governor_for(key: str, limits: RateLimits | None = None) -> RateGovernor:
+    """The test registry's governor of `key`."""
+    return _REGISTRY.governor_for(key, limits)
 
 
 # --- pacing ---------------------------------------------------------------------------------------
@@ -366,9 +373,9 @@ def test_one_governor_per_key_and_the_registry_never_holds_the_key() -> None:
     snap = first.snapshot()
     # The tighter value of each limit wins.
     assert (snap["rpm"], snap["tpm"], snap["concurrency_limit"]) == (600, 50_000, 16)
-    shown = repr(governor_module._REGISTRY) + repr(first) + repr(snap) + repr(vars(first))
+    shown = repr(vars(_REGISTRY)) + repr(first) + repr(snap) + repr(vars(first))
     assert key not in shown and "CANARY" not in shown
-    assert list(governor_module._REGISTRY) == [key_id(key)]
+    assert list(_REGISTRY._governors) == [key_id(key)]
     assert key_id(key) == snap["key_id"] and len(key_id(key)) == 16
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import httpx
 import pytest
 
-from gateway import BadRequestError, ChatResult, GatewayClient
+from gateway import BadRequestError, ChatResult, GatewayClient, InvalidResponseError
 from sandbox import SandboxConfig, create_app
 from tasks.rows.local_tools import LocalTool, load_tool
 from tasks.rows.runner_loop import RunnerOutcome, run_loop
@@ -375,8 +375,8 @@ async def test_mixed_answers_run_only_the_local_calls() -> None:
     assert outcome.mcp_results == MCP_RESULTS
 
 
-async def test_an_answer_without_choices_is_an_invalid_response() -> None:
+async def test_an_answer_without_choices_is_an_invalid_response_the_retry_layer_sees() -> None:
     empty = {**completion("x"), "choices": []}
-    outcome, _ = await run_mocked(lambda _: empty, {})
-    assert outcome.error_type == "invalid_response"
-    assert outcome.steps_used == 1
+    with pytest.raises(InvalidResponseError) as raised:
+        await run_mocked(lambda _: empty, {})
+    assert raised.value.kind == "invalid_response" and raised.value.retriable

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from schemas.spec import RateLimits
-from tasks.run.step_pool import share_of
+from tasks.run.pools import share_of
 
 
 def test_each_of_n_processes_gets_an_nth_of_every_limit() -> None:

@@ -1,0 +1,69 @@
+"""A lane: what every row of one (step, model) in one shard task shares.
+
+The shard task builds one lane per model of its step from the run's context; the stages of a
+row (prepare, send, record) read only their lane, so they can be tested without Prefect.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gateway import GatewayClient
+from schemas.prices import PriceTable
+from schemas.records import ErrorRecord, ResultRecord
+from schemas.spec import StepSpec
+from tasks.limits.budget import BudgetGuard
+from tasks.limits.governor import RateGovernor
+from tasks.rows.local_tools import LocalTool
+from tasks.rows.render import StepRenderer
+from tasks.rows.structured import OutputValidator
+from tasks.rows.tally import StepShardOutcome
+from tasks.run.stop import StopSignal
+from tasks.store.done_index import DoneIndex
+
+
+class Journal(Protocol):
+    """Where a row's record goes the moment it is complete."""
+
+    def append(self, record: ResultRecord | ErrorRecord) -> None:
+        """Persist one record."""
+
+
+class Pool(Protocol):
+    """A (step, model)'s client, concurrency bound and key governor."""
+
+    client: GatewayClient
+    slots: asyncio.Semaphore
+    governor: RateGovernor
+
+
+@dataclass
+class Lane:
+    """One (step, model) of one shard task: its renderer, limits, pool, index and journal."""
+
+    run_id: str
+    step: StepSpec
+    model: str
+    renderer: StepRenderer
+    validator: OutputValidator
+    tools: Mapping[str, LocalTool]
+    prices: PriceTable
+    budget: BudgetGuard
+    pool: Pool
+    index: DoneIndex
+    journal: Journal
+    stop: StopSignal
+    upstream: Mapping[str, StepShardOutcome] = field(default_factory=dict)
+    # Constant per lane, so worked out once here rather than per row.
+    provider: str = field(init=False)
+    provider_model: str | None = field(init=False)
+    depends_on: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.provider = self.step.provider_for(self.model)
+        credentials = self.step.credentials_for(self.model)
+        self.provider_model = credentials.provider_model if credentials else None
+        self.depends_on = sorted(self.renderer.referenced_steps())

@@ -1,0 +1,91 @@
+"""One run's state, built once by the flow and passed down to every shard task.
+
+`RunPlan` is the run's description: picklable, key-free, what a Dask worker receives. `RunContext`
+is the live state built from it: what is already done, the budget, the prices, the local tools,
+the progress board and stop signal, and the (step, model) pools with their keys' governors. The
+flow builds one per run; each Dask worker process builds its own from the plan (see
+`tasks.run.worker_plugin`). Two runs in one process have two contexts and share nothing but their
+keys' governors, because a provider counts a key's requests whoever sends them.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+
+from schemas.prices import PriceTable, load_prices
+from schemas.spec import GatewaySpec, StepSpec
+from tasks.limits.budget import BudgetGuard
+from tasks.limits.governor import PROCESS_GOVERNORS, GovernorRegistry
+from tasks.rows.local_tools import LocalTool, load_tool
+from tasks.run.control import RunControl
+from tasks.run.pools import StepPools
+from tasks.store.done_index import DoneIndex, load_done_index
+
+
+@dataclass(frozen=True)
+class RunPlan:
+    """What every shard task of a run needs to know; picklable, holds no keys."""
+
+    run_id: str
+    output_dir: str
+    id_column: str
+    gateway: GatewaySpec
+    # None: a normal run; a set: `retry-errors` (empty set: every error type).
+    retry_types: frozenset[str] | None = None
+    view_steps: frozenset[str] = frozenset()
+    prices: str | None = None
+    max_cost_usd: float | None = None
+    # Processes that run shard tasks at once (Dask workers): each takes its share of the limits.
+    processes: int = 1
+    # The output directory held no record when the run started (nothing there can be superseded).
+    fresh_output: bool = False
+
+    @property
+    def budget_share(self) -> float | None:
+        """This process's share of the run's budget."""
+        return None if self.max_cost_usd is None else self.max_cost_usd / self.processes
+
+
+class RunContext:
+    """The live state of one run in one process (a plain object: Prefect never walks into it)."""
+
+    def __init__(
+        self,
+        plan: RunPlan,
+        control: RunControl | None = None,
+        *,
+        governors: GovernorRegistry = PROCESS_GOVERNORS,
+        index: DoneIndex | None = None,
+        prices: PriceTable | None = None,
+    ) -> None:
+        self.plan = plan
+        self.control = control or RunControl()
+        self.budget = BudgetGuard(plan.budget_share)
+        self.prices = prices if prices is not None else load_prices(plan.prices)
+        self.pools = StepPools(plan.gateway, governors, plan.processes)
+        self._index = index
+        self._tools: dict[str, dict[str, LocalTool]] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def index(self) -> DoneIndex:
+        """What the output directory already holds, read on first use."""
+        with self._lock:
+            if self._index is None:
+                self._index = load_done_index(
+                    self.plan.output_dir, set(self.plan.view_steps), self.plan.retry_types
+                )
+            return self._index
+
+    def tools_for(self, step: StepSpec) -> dict[str, LocalTool]:
+        """The local tools of a runner step by name, imported once per run."""
+        with self._lock:
+            tools = self._tools.get(step.name)
+            if tools is None:
+                paths = step.runner.tools if step.runner else []
+                tools = self._tools[step.name] = {tool.name: tool for tool in map(load_tool, paths)}
+            return tools
+
+    def __repr__(self) -> str:
+        return f"RunContext(run_id={self.plan.run_id!r})"
