@@ -133,6 +133,9 @@ class RateLimiter:
                 if freed >= excess:
                     wait = max(wait, arrived + self.window_s - now)
                     break
+            else:
+                # Larger than the whole limit: it fits only once the window is empty.
+                wait = max(wait, entries[-1][0] + self.window_s - now)
         return wait
 
     def _headers(self, window: _Window, now: float) -> list[Header]:

@@ -57,6 +57,17 @@ def test_tpm_counts_tokens_and_waits_for_enough_to_expire() -> None:
     assert RateLimiter(rpm=None, tpm=100, clock=clock).check("k", 500).allowed
 
 
+def test_a_request_larger_than_tpm_waits_for_an_empty_window() -> None:
+    clock = Clock()
+    limiter = RateLimiter(rpm=None, tpm=25, clock=clock)
+    assert limiter.check("k", 29).allowed
+    clock.now += 10
+    rejected = limiter.check("k", 29)
+    assert not rejected.allowed and abs(rejected.retry_after_s - 50) < 1e-9
+    clock.now += 50
+    assert limiter.check("k", 29).allowed
+
+
 def test_short_waits_still_say_retry_after_one_second() -> None:
     clock = Clock()
     limiter = RateLimiter(rpm=1, tpm=None, window_s=0.25, clock=clock)
