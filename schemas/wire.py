@@ -2,15 +2,22 @@
 
 Shared by the gateway client and the sandbox gateway. Response models allow extra fields because
 real gateways add their own (`tools_executed`, `mcp_tool_results`, provider-specific usage details).
+
+Request messages (`RequestMessage`) take everything the official SDKs send: string content or a
+list of content parts (text, image_url, input_audio, file, refusal), legacy `function` messages and
+`function_call`s. Response messages (`ChatMessage`, a RequestMessage) always have string content.
+`model` may be a name, a `{"model", "settings"}` entry, or a list of either (`first_model` picks
+the one that answers).
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 Role = Literal["developer", "system", "user", "assistant", "tool"]
+RequestRole = Literal["developer", "system", "user", "assistant", "tool", "function"]
 
 
 class WireModel(BaseModel):
@@ -34,34 +41,138 @@ class ToolCall(WireModel):
     function: FunctionCall
 
 
-class ChatMessage(WireModel):
-    """One chat message."""
+class TextPart(WireModel):
+    """A text content part."""
 
-    role: Role
-    content: str | None = None
+    type: Literal["text"]
+    text: str
+
+
+class ImageURL(WireModel):
+    """Where an image part's image is: an https URL or a `data:` URL."""
+
+    url: str
+    detail: Literal["auto", "low", "high"] | None = None
+
+
+class ImagePart(WireModel):
+    """An image content part (user messages)."""
+
+    type: Literal["image_url"]
+    image_url: ImageURL
+
+
+class InputAudio(WireModel):
+    """Base64 audio of an audio part."""
+
+    data: str
+    format: Literal["wav", "mp3"]
+
+
+class AudioPart(WireModel):
+    """An audio content part (user messages)."""
+
+    type: Literal["input_audio"]
+    input_audio: InputAudio
+
+
+class FileRef(WireModel):
+    """A file part's file: inline base64 data or an uploaded file's id."""
+
+    file_data: str | None = None
+    file_id: str | None = None
+    filename: str | None = None
+
+
+class FilePart(WireModel):
+    """A file content part (user messages)."""
+
+    type: Literal["file"]
+    file: FileRef
+
+
+class RefusalPart(WireModel):
+    """A refusal content part (assistant messages)."""
+
+    type: Literal["refusal"]
+    refusal: str
+
+
+ContentPart = Annotated[
+    TextPart | ImagePart | AudioPart | FilePart | RefusalPart, Field(discriminator="type")
+]
+
+
+class RequestMessage(WireModel):
+    """One chat message of a request, as the SDKs may send it."""
+
+    role: RequestRole
+    content: str | list[ContentPart] | None = None
     name: str | None = None
     tool_calls: list[ToolCall] | None = None
     tool_call_id: str | None = None
+    function_call: FunctionCall | None = None
+
+
+class ChatMessage(RequestMessage):
+    """One chat message with string content (every response message is one)."""
+
+    role: Role
+    content: str | None = None
+
+
+def message_text(message: RequestMessage) -> str:
+    """The text of a message: its string content, or its text parts joined by newlines."""
+    content = message.content
+    if content is None or isinstance(content, str):
+        return content or ""
+    return "\n".join(part.text for part in content if isinstance(part, TextPart))
+
+
+class DedalusModel(WireModel):
+    """A model entry with default settings, as the Dedalus SDK sends it."""
+
+    model: str
+    settings: dict[str, Any] | None = None
+
+
+ModelChoice = str | DedalusModel
+
+
+def first_model(model: ModelChoice | list[ModelChoice]) -> tuple[str | None, dict[str, Any]]:
+    """The name and default settings of the model that answers (a list's first entry)."""
+    if isinstance(model, list):
+        if not model:
+            return None, {}
+        model = model[0]
+    if isinstance(model, DedalusModel):
+        return model.model, dict(model.settings or {})
+    return model, {}
 
 
 class ChatCompletionRequest(WireModel):
     """Body of `POST /v1/chat/completions`."""
 
-    model: str
-    messages: list[ChatMessage]
+    model: ModelChoice | list[ModelChoice]
+    messages: list[RequestMessage]
     max_tokens: int | None = None
     max_completion_tokens: int | None = None
     temperature: float | None = None
     top_p: float | None = None
     seed: int | None = None
     stop: str | list[str] | None = None
+    n: int | None = None
+    logprobs: bool | None = None
+    top_logprobs: int | None = None
     stream: bool | None = None
     stream_options: dict[str, Any] | None = None
     tools: list[dict[str, Any]] | None = None
     tool_choice: str | dict[str, Any] | None = None
     parallel_tool_calls: bool | None = None
+    functions: list[dict[str, Any]] | None = None
+    function_call: str | dict[str, Any] | None = None
     response_format: dict[str, Any] | None = None
-    mcp_servers: list[Any] | None = None
+    mcp_servers: str | dict[str, Any] | list[Any] | None = None
 
 
 class Usage(WireModel):
