@@ -8,9 +8,11 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.compute as pc
 
-from tasks.shard_task import StepShardOutcome
+from tasks.evaluation.statistics import latency_percentiles
+from tasks.rows.tally import StepShardOutcome
 from tasks.store.record_store import read_records
 from tasks.store.write_part import write_json_atomically
 
@@ -105,13 +107,18 @@ def _add_latencies(steps: dict[tuple[str, str], StepSummary], output_dir: str, r
             (pc.field("run_id") == run_id) & (pc.field("step") == name) & (pc.field("model") == model)
         )
         chosen = read_records(output_dir, "results", ["latency_ms", "cost_usd"], filter=of_this_run)
-        latencies, costs = chosen.column("latency_ms"), chosen.column("cost_usd")
+        # Error records that were paid for (an invalid answer, say) count towards the cost too.
+        paid_errors = read_records(output_dir, "errors", ["cost_usd"], filter=of_this_run)
+        latencies = chosen.column("latency_ms")
+        costs = pa.chunked_array(
+            [*chosen.column("cost_usd").chunks, *paid_errors.column("cost_usd").chunks], type=pa.float64()
+        )
         if len(costs) and costs.null_count == 0:
-            step.cost_usd = round(pc.sum(costs).as_py(), 6)
+            step.cost_usd = round(pc.sum(costs).as_py() or 0.0, 6)
         elif not len(costs):
             step.cost_usd = 0.0
-        if len(latencies):
-            p50, p95 = pc.quantile(latencies, q=[0.5, 0.95]).to_pylist()
+        p50, p95 = latency_percentiles(latencies)
+        if p50 is not None and p95 is not None:
             step.latency_p50_ms, step.latency_p95_ms = round(p50, 1), round(p95, 1)
 
 

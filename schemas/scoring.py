@@ -18,6 +18,8 @@ from typing import Annotated, Any, Literal
 import pyarrow as pa
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
+from schemas.import_path import is_import_path
+
 ScoreKind = Literal["exact", "normalized", "contains", "regex", "numeric", "json_schema", "custom", "judge"]
 # Kinds whose scores are 0 or 1 (a match or not): their interval is Wilson's.
 BINARY_KINDS = frozenset({"exact", "normalized", "contains", "regex", "numeric", "json_schema"})
@@ -34,7 +36,6 @@ _KIND_FIELDS: dict[str, frozenset[str]] = {
     "explanation_field": frozenset({"judge"}),
 }
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-_IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,7 @@ def _check_json_schema(spec: ScoreSpec) -> None:
 
 
 def _check_custom(spec: ScoreSpec) -> None:
-    if not spec.function or not _IMPORT_PATH.match(spec.function):
+    if not is_import_path(spec.function):
         raise ValueError("kind 'custom' needs 'function', an import path like 'mypkg.scorers:grade'")
 
 

@@ -57,10 +57,6 @@ class KeySource(SpecModel):
             raise ValueError("give exactly one of 'secret' (a Prefect Secret block) or 'env'")
         return self
 
-    def describe(self) -> str:
-        """Where the key lives, for messages (never the key itself)."""
-        return f"Secret block {self.secret!r}" if self.secret else f"environment variable {self.env!r}"
-
 
 class CredentialsSpec(KeySource):
     """A step's BYOK credentials: the provider key's source, optional provider and provider model."""
@@ -125,6 +121,13 @@ class RateLimits(SpecModel):
         True,
         description="Back off on 429s (halve concurrency, pause until Retry-After), recover on "
         "success, and follow the provider's x-ratelimit-* headers.",
+    )
+    max_pause: float = Field(
+        60.0,
+        gt=0,
+        description="Longest pause of the key (a provider's Retry-After or rate-limit reset) that rows "
+        "wait out; during a longer one, the rows waiting for the key end as rate_limited error records "
+        "that say when to retry (`byokflow retry-errors`).",
     )
 
 

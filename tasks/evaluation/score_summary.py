@@ -19,7 +19,7 @@ import pyarrow as pa
 from schemas.prices import PriceTable, load_prices
 from schemas.scoring import ScoreSpec
 from schemas.spec import PipelineSpec
-from tasks.evaluation.statistics import mean_interval, paired_difference, percentile
+from tasks.evaluation.statistics import latency_percentiles, mean_interval, paired_difference
 
 Candidate = tuple[str, str]  # (step, model)
 
@@ -126,10 +126,10 @@ def _usage_by_candidate(usage: pa.Table, prices: PriceTable) -> dict[Candidate, 
         tokens[key][1] += row["completion_tokens"] or 0
     found = {}
     for key, (prompt, completion) in tokens.items():
-        ordered = sorted(latencies[key])
+        p50, p95 = latency_percentiles(latencies[key])
         found[key] = {
-            "latency_p50_ms": percentile(ordered, 0.5) if ordered else None,
-            "latency_p95_ms": percentile(ordered, 0.95) if ordered else None,
+            "latency_p50_ms": p50,
+            "latency_p95_ms": p95,
             "prompt_tokens": prompt,
             "completion_tokens": completion,
             "cost_usd": prices.cost(key[1], prompt, completion),

@@ -1,4 +1,4 @@
-"""Confidence intervals and percentiles for evaluation summaries, in plain Python (no numpy here).
+"""Confidence intervals and percentiles for evaluation and run summaries (no numpy here).
 
 - Binary scores (a match or not): the Wilson score interval, which stays inside [0, 1] and is
   sensible for small samples and for means near 0 or 1 (unlike the normal approximation).
@@ -15,6 +15,9 @@ import math
 import random
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 Z95 = 1.959963984540054  # the standard normal's 97.5th percentile
 RESAMPLES = 2000
@@ -122,3 +125,17 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
     above = min(below + 1, len(sorted_values) - 1)
     fraction = position - below
     return sorted_values[below] + (sorted_values[above] - sorted_values[below]) * fraction
+
+
+def latency_percentiles(
+    values: pa.Array | pa.ChunkedArray | Sequence[float],
+) -> tuple[float | None, float | None]:
+    """p50 and p95 of latencies (None, None when there are none), interpolated like `percentile`.
+
+    In Arrow, so a run's summary never turns a million latencies into Python floats.
+    """
+    array = values if isinstance(values, pa.Array | pa.ChunkedArray) else pa.array(values, pa.float64())
+    if len(array) - array.null_count == 0:
+        return None, None
+    p50, p95 = pc.quantile(array, q=[0.5, 0.95], interpolation="linear").to_pylist()
+    return p50, p95

@@ -21,7 +21,6 @@ from tasks.rows.local_tools import LocalTool
 from tasks.rows.render import StepRenderer
 from tasks.rows.structured import OutputValidator
 from tasks.rows.tally import StepShardOutcome
-from tasks.run.stop import StopSignal
 from tasks.store.done_index import DoneIndex
 
 
@@ -30,6 +29,13 @@ class Journal(Protocol):
 
     def append(self, record: ResultRecord | ErrorRecord) -> None:
         """Persist one record."""
+
+
+class StopFlag(Protocol):
+    """The run's stop signal, as a row reads it."""
+
+    def is_set(self) -> bool:
+        """Whether the run is stopping."""
 
 
 class Pool(Protocol):
@@ -55,7 +61,7 @@ class Lane:
     pool: Pool
     index: DoneIndex
     journal: Journal
-    stop: StopSignal
+    stop: StopFlag
     upstream: Mapping[str, StepShardOutcome] = field(default_factory=dict)
     # Constant per lane, so worked out once here rather than per row.
     provider: str = field(init=False)

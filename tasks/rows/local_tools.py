@@ -20,13 +20,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from schemas.import_path import is_import_path
 from tasks.errors import ToolImportError
 
 ToolOutcomeKind = Literal["ok", "error", "invalid_arguments", "arguments_missing"]
 
 # What OpenAI-style APIs accept as a function name.
 _TOOL_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
-_IMPORT_PATH_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +149,7 @@ class LocalTool:
 
 def import_object(path: str, *, what: str = "tool") -> Any:
     """The object named by `"package.module:attribute"`; ToolImportError names the path and why."""
-    if not _IMPORT_PATH_RE.match(path or ""):
+    if not is_import_path(path):
         raise ToolImportError(f"{what} {path!r}: expected an import path like 'package.module:function'")
     module_name, _, attribute = path.partition(":")
     target: Any = _import_module(path, module_name, what)

@@ -1,15 +1,15 @@
 """Calling the gateway with retries: tenacity, exponential backoff with jitter, Retry-After obeyed.
 
-A retriable failure (connection error, timeout, 408, 409, 429, 5xx, broken stream) is retried
-until the step's attempts or its per-row deadline run out; the wait before a retry is never
-shorter than what the provider asked for in `Retry-After` / `retry-after-ms`.
+A retriable failure (connection error, timeout, 408, 409, 429, 5xx, broken stream, invalid
+response) is retried until the step's attempts or its per-row deadline run out; the wait before a
+retry is never shorter than what the provider asked for in `Retry-After` / `retry-after-ms`.
+Every retry goes through tenacity with one backoff formula; the first attempt is made before
+tenacity is involved, so the common case (success at once) pays nothing for it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -40,12 +40,11 @@ def _is_retriable(exc: BaseException) -> bool:
 
 
 class RetryAfterWait:
-    """Exponential backoff with jitter, but never shorter than the provider's Retry-After."""
+    """Exponential backoff with jitter, capped at `max_backoff`, never shorter than Retry-After."""
 
-    def __init__(self, policy: RetryPolicy, offset: int = 0) -> None:
-        # `offset` attempts happened before tenacity's loop: its first wait is the (offset+1)-th backoff.
+    def __init__(self, policy: RetryPolicy) -> None:
         self._backoff = wait_exponential_jitter(
-            initial=policy.initial_backoff * 2**offset, max=policy.max_backoff, jitter=policy.initial_backoff
+            initial=policy.initial_backoff, max=policy.max_backoff, jitter=policy.initial_backoff
         )
 
     def __call__(self, state: RetryCallState) -> float:
@@ -55,41 +54,41 @@ class RetryAfterWait:
         return max(backoff, float(asked))
 
 
-async def call_with_retries(call: Callable[[], Awaitable[ChatResult]], policy: RetryPolicy) -> CallOutcome:
+async def call_with_retries(
+    call: Callable[[], Awaitable[ChatResult]],
+    policy: RetryPolicy,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> CallOutcome:
     """Run `call` under `policy`; gateway errors come back in the outcome, never raised."""
-    started = time.monotonic()
-    # Most calls succeed the first time: only a retriable failure pays for tenacity's machinery.
     try:
         return CallOutcome(result=await call(), error=None, attempts=1)
     except GatewayError as exc:
         if not exc.retriable or policy.max_attempts == 1:
             return CallOutcome(result=None, error=exc, attempts=1)
-        first_error = exc
-    wait = max(
-        policy.initial_backoff + random.uniform(0, policy.initial_backoff), first_error.retry_after or 0.0
-    )
-    if time.monotonic() - started + wait > policy.deadline:
-        return CallOutcome(result=None, error=first_error, attempts=1)
-    await asyncio.sleep(wait)
-    return await _retry(call, policy, policy.deadline - (time.monotonic() - started))
+        first_error: GatewayError | None = exc
 
+    async def attempt() -> ChatResult:
+        # Tenacity's first attempt is the one already made: it re-raises its error at no cost,
+        # so every wait (the first one included) comes from the same formula.
+        nonlocal first_error
+        if first_error is not None:
+            error, first_error = first_error, None
+            raise error
+        return await call()
 
-async def _retry(
-    call: Callable[[], Awaitable[ChatResult]], policy: RetryPolicy, deadline: float
-) -> CallOutcome:
-    """Attempts 2 and on, with tenacity (attempt numbers here count from the second attempt)."""
-    attempts = 1
     retrying = AsyncRetrying(
-        stop=stop_after_attempt(policy.max_attempts - 1) | stop_before_delay(deadline),
-        wait=RetryAfterWait(policy, offset=1),
+        stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(policy.deadline),
+        wait=RetryAfterWait(policy),
         retry=retry_if_exception(_is_retriable),
         reraise=True,
+        sleep=sleep,
     )
+    attempts = 1
     try:
-        async for attempt in retrying:
-            with attempt:
-                attempts = attempt.retry_state.attempt_number + 1
-                result = await call()
+        async for state in retrying:
+            with state:
+                attempts = state.retry_state.attempt_number
+                result = await attempt()
     except GatewayError as exc:
         return CallOutcome(result=None, error=exc, attempts=attempts)
     return CallOutcome(result=result, error=None, attempts=attempts)

@@ -50,8 +50,7 @@ class RunnerOutcome:
     error_type: str | None = None
     error_message: str | None = None
     messages: list[dict[str, Any]] = field(default_factory=list)
-    # The last response's model and request id, for the row's record.
-    model: str | None = None
+    # The last response's request id, for the row's record.
     request_id: str | None = None
 
 
@@ -117,7 +116,7 @@ def _account(outcome: RunnerOutcome, result: ChatResult) -> None:
         outcome.completion_tokens += usage.completion_tokens
         outcome.total_tokens += usage.total_tokens
     outcome.latency_s += result.elapsed_s
-    outcome.model, outcome.request_id = completion.model, result.request_id
+    outcome.request_id = result.request_id
     outcome.mcp_results.extend(_mcp_results(completion))
 
 

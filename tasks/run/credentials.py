@@ -30,15 +30,6 @@ async def load_key(source: KeySource, environ: Mapping[str, str] | None = None) 
     return value
 
 
-async def secret_exists(name: str) -> bool:
-    """Whether a Secret block called `name` exists (its value is not read)."""
-    try:
-        await Secret.aload(name)
-    except ValueError:
-        return False
-    return True
-
-
 async def _load_secret(name: str) -> str:
     try:
         block: Secret[Any] = await Secret.aload(name)

@@ -3,6 +3,10 @@
 Keys are registered when a task loads them; the filter sits on every handler, Prefect's console
 and API handlers included, so a key that slips into a message (a provider error quoting it, an
 exception text) is removed before it reaches a terminal, a file or Prefect's database.
+
+The filter is process-wide on purpose, the one piece of process-global state the engine keeps:
+logging handlers are themselves process-global, a key loaded by one run must stay redacted from
+every record any code in the process emits afterwards, and it holds keys to hide, never run state.
 """
 
 from __future__ import annotations

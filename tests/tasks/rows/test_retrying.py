@@ -68,3 +68,30 @@ async def test_a_retry_after_beyond_the_deadline_ends_the_row() -> None:
     outcome = await call_with_retries(script, policy)  # type: ignore[arg-type]
     assert outcome.attempts == 1 and isinstance(outcome.error, RateLimitError)
     assert time.monotonic() - started < 1.0
+
+
+async def test_every_wait_follows_one_formula_capped_at_max_backoff() -> None:
+    policy = RetryPolicy(max_attempts=4, initial_backoff=5.0, max_backoff=0.05, deadline=60)
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    script = Script(*(ServerError("boom", status_code=503) for _ in range(3)))
+    outcome = await call_with_retries(script, policy, sleep=record)  # type: ignore[arg-type]
+    assert outcome.attempts == 4 and outcome.result is not None
+    # The first wait too: the hand-written first backoff used to ignore max_backoff (5 s here).
+    assert len(waits) == 3 and all(wait <= 0.05 for wait in waits)
+
+
+async def test_retry_after_wins_over_a_shorter_backoff_on_every_retry() -> None:
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    script = Script(
+        RateLimitError("slow", status_code=429, retry_after=2.0), RateLimitError("slow", status_code=429)
+    )
+    outcome = await call_with_retries(script, FAST, sleep=record)  # type: ignore[arg-type]
+    assert outcome.attempts == 3 and waits[0] == 2.0 and waits[1] <= 0.01
