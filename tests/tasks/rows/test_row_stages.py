@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from gateway import BadRequestError
+from gateway import BadRequestError, RateLimitError
 from schemas.records import ErrorRecord, ResultRecord
 from schemas.spec import StepSpec
 from tasks.limits.budget import BudgetGuard
@@ -167,3 +167,20 @@ async def _answer() -> dict[str, Any]:
 def tool_call(arguments: str) -> dict[str, Any]:
     """A calculator call with these JSON arguments."""
     return {"id": "c1", "type": "function", "function": {"name": "calculator", "arguments": arguments}}
+
+
+async def test_a_429_with_only_reset_headers_pauses_the_key_until_the_reset() -> None:
+    once = step(retry={"max_attempts": 1})
+
+    async def limited(body: dict[str, Any]) -> dict[str, Any]:
+        raise RateLimitError(
+            "slow down",
+            status_code=429,
+            rate_limit={"x-ratelimit-remaining-requests": "0", "x-ratelimit-reset-requests": "7s"},
+        )
+
+    row_lane = lane(once, FakeClient(limited))
+    record = (await run_row(row_lane, "r1", {"q": "hi"})).record
+    assert isinstance(record, ErrorRecord) and record.error_type == "rate_limited"
+    # No Retry-After: the reset header is what the governor goes by (it used to pause 1 s).
+    assert row_lane.pool.governor.snapshot()["paused_for"] > 6.0
