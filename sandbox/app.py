@@ -18,8 +18,10 @@ from urllib.parse import parse_qs
 
 from sandbox.asgi import (
     ASGIApp,
+    Header,
     HttpError,
     Receive,
+    RequestIds,
     Scope,
     Send,
     dumps,
@@ -46,7 +48,8 @@ class SandboxApp:
         self.stats = Stats()
         limits = config.limits
         self.limiter = RateLimiter(limits.rpm, limits.tpm) if limits.enabled else None
-        self.chat = ChatHandler(config, self.stats, self.limiter)
+        self.ids = RequestIds()
+        self.chat = ChatHandler(config, self.stats, self.limiter, self.ids)
         self._gateway_keys = frozenset(config.gateway_keys)
         self._models = {
             f"{provider}/{model}": {
@@ -73,36 +76,43 @@ class SandboxApp:
             await _lifespan(receive, send)
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Route by method and path."""
+        """Route by method and path; every /v1 answer carries an `x-request-id`."""
         method, path = scope["method"], scope["path"]
         if path == "/v1/chat/completions" and method == "POST":
             await self.chat(scope, receive, send)
-        elif (path == "/v1/models" or path.startswith("/v1/models/")) and method == "GET":
+        elif path.startswith("/sandbox/"):
+            await self._sandbox(scope, send, method, path.removeprefix("/sandbox/"))
+        else:
+            await self._v1(scope, send, method, path, [self.ids.header()])
+
+    async def _v1(self, scope: Scope, send: Send, method: str, path: str, headers: list[Header]) -> None:
+        """The model routes, and the 404/405 of every other path."""
+        models = path == "/v1/models" or path.startswith("/v1/models/")
+        if models and method == "GET":
             try:
                 authenticate(header_map(scope), self._gateway_keys)
             except HttpError as err:
-                await send_error(send, err, [])
+                await send_error(send, err, headers)
                 return
-            await self._models_route(send, path.removeprefix("/v1/models").removeprefix("/"))
-        elif path.startswith("/sandbox/"):
-            await self._sandbox(scope, send, method, path.removeprefix("/sandbox/"))
-        elif path == "/v1/chat/completions" or path.startswith("/v1/models"):
+            await self._models_route(send, path.removeprefix("/v1/models").removeprefix("/"), headers)
+        elif path == "/v1/chat/completions" or models:
+            allowed = b"POST" if path == "/v1/chat/completions" else b"GET"
             error = HttpError(405, f"Method {method} not allowed on {path}.", code="method_not_allowed")
-            await send_error(send, error, [])
+            await send_error(send, error, [(b"allow", allowed), *headers])
         else:
-            await send_error(send, HttpError(404, f"No route for {method} {path}."), [])
+            await send_error(send, HttpError(404, f"No route for {method} {path}."), headers)
 
-    async def _models_route(self, send: Send, model_id: str) -> None:
+    async def _models_route(self, send: Send, model_id: str, headers: list[Header]) -> None:
         """`GET /v1/models` (empty `model_id`) or `GET /v1/models/{provider}/{model}`."""
         if not model_id:
-            await send_bytes(send, 200, self._models_body, [])
+            await send_bytes(send, 200, self._models_body, headers)
             return
         entry = self._models.get(model_id)
         if entry is None:
             message = f"The model `{model_id}` does not exist or you do not have access to it."
-            await send_error(send, HttpError(404, message, code="model_not_found"), [])
+            await send_error(send, HttpError(404, message, code="model_not_found"), headers)
             return
-        await send_json(send, 200, entry)
+        await send_json(send, 200, entry, headers)
 
     async def _sandbox(self, scope: Scope, send: Send, method: str, name: str) -> None:
         """The unauthenticated /sandbox/* endpoints."""

@@ -7,7 +7,9 @@ pre-encoded bytes sent with one `http.response.start` and one `http.response.bod
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
+import secrets
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -72,6 +74,18 @@ class HttpError(Exception):
             **self.extra,
         }
         return dumps({"error": detail})
+
+
+class RequestIds:
+    """`x-request-id` values: a random per-process prefix and a counter."""
+
+    def __init__(self) -> None:
+        self._prefix = secrets.token_hex(4)
+        self._counter = itertools.count(1)
+
+    def header(self) -> Header:
+        """The `x-request-id` header of one more response."""
+        return (b"x-request-id", f"req_{self._prefix}{next(self._counter):08x}".encode())
 
 
 class ConnectionDropped(Exception):

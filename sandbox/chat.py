@@ -1,19 +1,17 @@
 """`POST /v1/chat/completions` of the sandbox: the request pipeline from headers to answer bytes.
 
-Order: gateway key, body, provider, provider key, model (sandbox.routing) → test directives (400
-if unknown) → rate limit (429, sandbox.limits) → directive or random fault (sandbox.faults) →
-latency → answer (sandbox.responder) encoded as JSON or SSE (sandbox.render). Every request, however
-it ends, is recorded once in the stats.
+Order: gateway key, body (sandbox.routing), request checks (400, sandbox.validation), provider,
+provider key, model (sandbox.routing) → test directives (400 if unknown) → rate limit (429,
+sandbox.limits) → directive or random fault (sandbox.faults) → latency → answer (sandbox.responder)
+encoded as JSON or SSE (sandbox.render). Every request, however it ends, is recorded once in the
+stats.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
-import json
 import random
-import secrets
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -23,6 +21,7 @@ from sandbox.asgi import (
     Header,
     HttpError,
     Receive,
+    RequestIds,
     Scope,
     Send,
     drop_connection,
@@ -33,8 +32,11 @@ from sandbox.asgi import (
     sleep_unless_disconnected,
 )
 from sandbox.config import SandboxConfig
+from sandbox.directives import NO_DIRECTIVES, DirectiveError, Directives, parse_directives
 from sandbox.faults import FaultInjector
 from sandbox.limits import RateLimiter, key_hash
+from sandbox.mcp import MCPRegistry
+from sandbox.output_format import ResponseFormatError
 from sandbox.render import (
     Rendering,
     completion_body,
@@ -43,20 +45,16 @@ from sandbox.render import (
     stream_frames,
     usage_dict,
 )
-from sandbox.responder import (
-    NO_DIRECTIVES,
-    Answer,
-    DirectiveError,
-    Directives,
-    ResponseFormatError,
-    canonical_messages,
-    count_prompt_tokens,
-    parse_directives,
-    respond,
-)
+from sandbox.responder import Completion, Job, canonical_messages, count_prompt_tokens, respond
 from sandbox.routing import Route, Router, authenticate, parse_request
 from sandbox.stats import DROPPED, Stats, hash_canonical
-from schemas.wire import ChatCompletionRequest
+from sandbox.validation import check_request, invalid, with_model_settings
+from schemas.wire import ChatCompletionRequest, first_model
+
+# Fields that do not change an answer beyond what the chat id seed already holds.
+_PLAIN_FIELDS = frozenset(
+    {"model", "messages", "max_tokens", "max_completion_tokens", "temperature", "stream"}
+)
 
 
 @dataclass(slots=True)
@@ -74,7 +72,9 @@ class _Call:
 class ChatHandler:
     """Serves `POST /v1/chat/completions` for one SandboxConfig."""
 
-    def __init__(self, config: SandboxConfig, stats: Stats, limiter: RateLimiter | None) -> None:
+    def __init__(
+        self, config: SandboxConfig, stats: Stats, limiter: RateLimiter | None, ids: RequestIds
+    ) -> None:
         self.config = config
         self.stats = stats
         self.limiter = limiter
@@ -85,8 +85,8 @@ class ChatHandler:
         # Its own generator, so simulated latency never shifts which requests get faults.
         self._latency_rng = random.Random(None if seed is None else seed + 1)
         self._prompt_arrivals: Counter[str] = Counter()
-        self._ids = itertools.count(1)
-        self._id_prefix = secrets.token_hex(4)
+        self._ids = ids
+        self._mcp = MCPRegistry(config.mcp_servers)
 
     def reset(self) -> None:
         """Forget per-prompt arrival counts (used by `times=N` directives)."""
@@ -94,8 +94,7 @@ class ChatHandler:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Handle one chat completion request and record it in the stats."""
-        request_id = f"req_{self._id_prefix}{next(self._ids):08x}"
-        call = _Call(time.monotonic(), [(b"x-request-id", request_id.encode())])
+        call = _Call(time.monotonic(), [self._ids.header()])
         status = DROPPED  # unless a response goes out (ConnectionDropped propagates in tests)
         try:
             status = await self._serve(scope, receive, send, call)
@@ -120,7 +119,12 @@ class ChatHandler:
         # Attribute even rejected requests to the key they came with (its hash only).
         call.key_id = key_hash(headers.get("x-provider-key", "").strip() or gateway_key)
         request = parse_request(await read_body(receive))
-        route = self._router.route(headers, request.model, gateway_key)
+        check_request(request)
+        body_model, settings = first_model(request.model)
+        if not body_model:
+            raise invalid("Invalid 'model': expected a model name or a non-empty list of models.", "model")
+        request = with_model_settings(request, settings)
+        route = self._router.route(headers, body_model, gateway_key)
         call.key_id, call.model = route.key_id, route.model
         canonical = canonical_messages(request.messages)
         call.prompt = hash_canonical(canonical)
@@ -139,7 +143,7 @@ class ChatHandler:
             include_usage = bool((request.stream_options or {}).get("include_usage"))
             await self._stream(send, rendering, call, fault, include_usage)
         else:
-            await self._sleep(rendering.answer.completion_tokens)
+            await self._sleep(rendering.usage["completion_tokens"])
             body = malformed_body(rendering) if fault == "malformed_json" else None
             await send_bytes(send, 200, body or completion_body(rendering), call.headers)
         return 200
@@ -148,40 +152,32 @@ class ChatHandler:
         self, route: Route, request: ChatCompletionRequest, canonical: str, directives: Directives
     ) -> Rendering:
         """The answer to `request` with its usage and a chat id derived from the request."""
-        limit = request.max_completion_tokens
-        if limit is None:
-            limit = request.max_tokens
+        job = Job(canonical, directives, self.config.answers.rate_for(route.model), self._mcp)
         try:
-            answer = respond(
-                route.model,
-                request.messages,
-                tools=request.tools,
-                max_tokens=limit,
-                canonical=canonical,
-                response_format=request.response_format,
-                directives=directives,
-            )
+            completion = respond(route.model, request, job)
         except ResponseFormatError as exc:
             raise HttpError(400, str(exc), type="invalid_request_error", param="response_format") from exc
-        self._count_output_directives(request, answer, directives)
-        seed = f"{route.model}\n{limit}\n{canonical}"
-        if request.response_format is not None:
-            seed += "\n" + json.dumps(request.response_format, sort_keys=True)
+        self._count_output_directives(request, completion, directives)
+        # What shapes the answer, so equal requests get equal ids.
+        seed = f"{route.model}\n{canonical}\n{request.max_tokens}\n{request.max_completion_tokens}"
+        if request.model_fields_set - _PLAIN_FIELDS:
+            seed += request.model_dump_json(exclude={"messages", "model"})
         digest = hashlib.sha256(seed.encode()).hexdigest()
+        completion_tokens = sum(answer.completion_tokens for answer in completion.choices)
         return Rendering(
             chat_id=f"chatcmpl-{digest[:24]}",
             created=int(time.time()),
             model=route.model,
-            answer=answer,
-            usage=usage_dict(count_prompt_tokens(request.messages), answer.completion_tokens),
+            completion=completion,
+            usage=usage_dict(count_prompt_tokens(request.messages), completion_tokens),
             strip_arguments=self.config.strip_tool_arguments and route.byok,
         )
 
     def _count_output_directives(
-        self, request: ChatCompletionRequest, answer: Answer, directives: Directives
+        self, request: ChatCompletionRequest, completion: Completion, directives: Directives
     ) -> None:
         """Count `bad_output` / `wrong_output` in the stats when they shaped a JSON answer."""
-        if (request.response_format or {}).get("type", "text") == "text" or answer.tool_calls:
+        if (request.response_format or {}).get("type", "text") == "text" or completion.choices[0].tool_calls:
             return
         for name in ("bad_output", "wrong_output"):
             if getattr(directives, name):

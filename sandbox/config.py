@@ -7,13 +7,20 @@ not a silently ignored setting.
 
 Providers listed under `providers:` replace the default entry of that provider only; providers not
 listed keep the default catalogue, and a listed provider without `models:` keeps its default models.
+Servers listed under `mcp_servers:` are added to the default one (`windsor/open-meteo-mcp`, with
+`get_forecast` and `get_current_weather`), replacing it only when listed under its own name.
+
+`answers.error_rate` is the probability that a model answers a question it knows wrongly (see
+`sandbox.answers`): one rate for every model, or per model/provider under `answers.error_rates`
+(`openai/gpt-4o-mini: 0.2`, `anthropic: 0.1`); unset, each model has its `DEFAULT_ERROR_RATES`
+entry (else 0.1), so models differ the way they would in an evaluation.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -39,6 +46,16 @@ DEFAULT_MODELS: dict[str, list[str]] = {
 }
 
 DEFAULT_GATEWAY_KEY = "sandbox-gateway-key"
+# Larger models err less; the values only need to make the default models differ.
+DEFAULT_ERROR_RATES: dict[str, float] = {
+    "openai/gpt-4o": 0.05,
+    "openai/gpt-4o-mini": 0.1,
+    "anthropic/claude-sonnet-4-20250514": 0.05,
+    "anthropic/claude-3-5-haiku-20241022": 0.3,
+    "google/gemini-2.5-pro": 0.05,
+    "google/gemini-2.5-flash": 0.15,
+}
+FALLBACK_ERROR_RATE = 0.1
 
 
 class SandboxConfigError(ByokflowError, ValueError):
@@ -54,7 +71,7 @@ class _Strict(BaseModel):
 class ProviderConfig(_Strict):
     """One provider: which provider keys it accepts and which models it serves."""
 
-    keys: list[str] | None = None  # None: any non-empty key is accepted
+    keys: list[str] | None = None  # None: keys are checked by `key_check` (sandbox.keys)
     models: list[str] = Field(default_factory=list)
 
 
@@ -121,6 +138,86 @@ class FaultsConfig(_Strict):
         return any(p > 0 for _, p in self.probabilities())
 
 
+class AnswersConfig(_Strict):
+    """How often the models answer a question they know wrongly."""
+
+    error_rate: float | None = Field(default=None, ge=0, le=1)
+    error_rates: dict[str, float] = Field(default_factory=dict)
+
+    @field_validator("error_rates")
+    @classmethod
+    def _rates_are_probabilities(cls, value: dict[str, float]) -> dict[str, float]:
+        bad = sorted(name for name, rate in value.items() if not 0 <= rate <= 1)
+        if bad:
+            raise ValueError(f"error rates must be between 0 and 1: {bad}")
+        return value
+
+    def rate_for(self, model: str) -> float:
+        """The error rate of `model` (`provider/model`)."""
+        provider = model.partition("/")[0]
+        for name in (model, provider):
+            if name in self.error_rates:
+                return self.error_rates[name]
+        if self.error_rate is not None:
+            return self.error_rate
+        return DEFAULT_ERROR_RATES.get(model, FALLBACK_ERROR_RATE)
+
+
+class MCPToolConfig(_Strict):
+    """One tool of a simulated MCP server (see `sandbox.mcp` for how its result is made)."""
+
+    name: str = Field(min_length=1)
+    description: str = ""
+    parameters: dict[str, Any] = Field(default_factory=lambda: {"type": "object", "properties": {}})
+    result: Any = None
+    builtin: Literal["forecast", "current_weather"] | None = None
+    error: str | None = None
+
+
+class MCPServerConfig(_Strict):
+    """A simulated MCP server: its tools, and URLs that name it besides its slug."""
+
+    tools: list[MCPToolConfig] = Field(default_factory=list)
+    urls: list[str] = Field(default_factory=list)
+
+
+_LOCATION = {"type": "string", "description": "City or place name, e.g. San Francisco"}
+DEFAULT_MCP_SERVERS: dict[str, dict[str, Any]] = {
+    "windsor/open-meteo-mcp": {
+        "urls": ["https://mcp.dedaluslabs.ai/windsor/open-meteo-mcp/mcp"],
+        "tools": [
+            {
+                "name": "get_forecast",
+                "description": "Get the daily weather forecast for a location for the next days.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {
+                        "location": _LOCATION,
+                        "days": {"type": "integer", "minimum": 1, "maximum": 16, "default": 7},
+                    },
+                    "required": ["location"],
+                },
+                "builtin": "forecast",
+            },
+            {
+                "name": "get_current_weather",
+                "description": "Get the current weather (temperature, conditions) at a location.",
+                "parameters": {
+                    "type": "object",
+                    "properties": {"location": _LOCATION},
+                    "required": ["location"],
+                },
+                "builtin": "current_weather",
+            },
+        ],
+    }
+}
+
+
+def _default_mcp_servers() -> dict[str, MCPServerConfig]:
+    return {name: MCPServerConfig.model_validate(spec) for name, spec in DEFAULT_MCP_SERVERS.items()}
+
+
 def _default_providers() -> dict[str, ProviderConfig]:
     return {name: ProviderConfig(models=list(models)) for name, models in DEFAULT_MODELS.items()}
 
@@ -131,6 +228,11 @@ class SandboxConfig(_Strict):
     gateway_keys: list[str] = Field(default_factory=lambda: [DEFAULT_GATEWAY_KEY])
     providers: dict[str, ProviderConfig] = Field(default_factory=_default_providers)
     house_keys: bool = True
+    # How provider keys are checked where a provider lists no `keys`: by the provider's key format
+    # (sandbox.keys), or not at all.
+    key_check: Literal["format", "any"] = "format"
+    answers: AnswersConfig = Field(default_factory=AnswersConfig)
+    mcp_servers: dict[str, MCPServerConfig] = Field(default_factory=_default_mcp_servers)
     latency: LatencyConfig = Field(default_factory=LatencyConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     faults: FaultsConfig = Field(default_factory=FaultsConfig)
@@ -153,6 +255,14 @@ class SandboxConfig(_Strict):
                 entry = entry.model_copy(update={"models": defaults})
             merged[str(name)] = entry
         return merged
+
+    @field_validator("mcp_servers", mode="before")
+    @classmethod
+    def _merge_default_servers(cls, value: Any) -> Any:
+        # Adding a server keeps the default one, unless it is listed under its own name.
+        if not isinstance(value, Mapping):
+            return value
+        return {**DEFAULT_MCP_SERVERS, **{str(name): entry for name, entry in value.items()}}
 
     @field_validator("providers", mode="after")
     @classmethod

@@ -14,7 +14,7 @@ import random
 
 from sandbox.asgi import Header, HttpError
 from sandbox.config import FaultsConfig
-from sandbox.responder import Directives
+from sandbox.directives import Directives
 from sandbox.stats import Stats
 
 DEFAULT_DIRECTIVE_RETRY_AFTER_S = 1.0

@@ -1,377 +1,271 @@
-"""Deterministic model answers of the sandbox gateway, so tests can compute what a model "says".
+"""The sandbox model's whole answer to a request: tool calls, MCP runs, text or JSON, per choice.
 
-Text answers
-    `expected_answer(model, messages)` is the full answer, where `model` is the response's model
-    field (`"{provider}/{model_at_provider}"`). It is the words, joined by single spaces, of::
+`respond(model, request, ...)` decides, for the conversation in `request`:
 
-        "{model} answers:"  + the last user message's words in reverse order  + 3 filler words
+1. Tool calls (`sandbox.tools`): with tools offered (the request's `tools` or legacy `functions`,
+   plus the tools of its `mcp_servers`), the last message a user or tool message, the calls the
+   question asks for. All at once; with `parallel_tool_calls: false`, one per turn, the next
+   after each tool result. A forcing `tool_choice` (`required`, a named function) calls on every
+   turn, as a provider does. Calls ids are `call_<n>`, n counting on from the conversation's
+   earlier calls.
+2. MCP calls run server-side (`sandbox.mcp`) and are reported in the response's `tools_executed`
+   / `mcp_tool_results` (and `mcp_server_errors` for servers that do not exist). If the model
+   also calls the caller's tools, those come back as `tool_calls` (`finish_reason="tool_calls"`;
+   legacy functions: one `function_call`, `finish_reason="function_call"`); otherwise the model
+   answers from the MCP results.
+3. Otherwise `n` text answers (`sandbox.answers`; choice i hashes i in, choice 0 is the answer
+   `expected_answer` gives), each cut at `stop` and `max_tokens` (`sandbox.sampling`), with
+   `logprobs` when asked; or, with a JSON `response_format`, `json.dumps` of a valid value
+   (never cut, so it parses) — `{"answer": <text>}` for json_object, else
+   `sandbox.structured.schema_instance` with the answer's words and hints.
 
-    The last user message is the last message with role `user`; sandbox directives (below) are
-    removed from it first. The 3 filler words come from `FILLER_WORDS`, indexed by the first three
-    bytes (mod 64) of `sha256(model + "\\n" + canonical_messages(messages))`, so a different model,
-    system prompt or earlier turn changes the answer even when the last user message is the same.
-
-    Example: model `openai/gpt-4o-mini`, last user message `"Hello there world"` gives
-    `"openai/gpt-4o-mini answers: world there Hello <f1> <f2> <f3>"`.
-
-Tool calling
-    When the request offers a function tool named `calculator` and the last message is a user
-    message containing arithmetic like `42 * 17` (operators + - * /), the answer is one tool call
-    per expression, `finish_reason="tool_calls"`, no content::
-
-        {"id": "call_<n>", "type": "function", "function": {"name": "calculator",
-         "arguments": json.dumps({"a": 42, "b": 17, "operation": "multiply"})}}
-
-    `n` counts from 1 + the number of tool calls already in the conversation. Operations are add,
-    subtract, multiply, divide. When the last message is a `tool` message, the text answer is
-    `"{model} answers: The result is {content}."` (one trailing tool message) or
-    `"{model} answers: The results are {c1}, {c2}."` (several trailing tool messages), with the
-    whitespace inside tool results collapsed to single spaces.
-
-Structured output (`response_format`)
-    `{"type": "text"}` or no response_format: the text answer above. Otherwise the content is
-    `json.dumps(value)` (default separators, keys in insertion order, ASCII-escaped), never
-    truncated by max_tokens (so it always parses), `finish_reason="stop"`:
-
-    - `{"type": "json_object"}`: `{"answer": <the text answer>}`
-      (`expected_json_object_answer(model, messages)`).
-    - `{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}, "strict": ...}}`: a
-      value valid for `schema`, built by `sandbox.structured.schema_instance` (its docstring has
-      the exact rules: every property in schema order, `$ref`/`$defs` resolved, enum picked by
-      hash, numbers within bounds, 1-3 array items, first anyOf/oneOf alternative, ...). Strings
-      are taken from the text answer's words after `"{model} answers:"`; the seed is
-      `sha256(model + "\n" + canonical_messages(messages) + "\n" + schema as sorted compact
-      JSON)`, so `name` and `strict` do not matter (`expected_structured_answer(model, messages,
-      schema)`). Pydantic's `Model.model_json_schema()` and the openai SDK's strict schemas work.
-
-    A response_format of another type, a json_schema without a `schema` object, or a schema with
-    no instance the sandbox can build (external refs, `false`, required recursion) is a 400
-    `invalid_request_error` with `param="response_format"`. The calculator's tool calls still take
-    precedence; the answer after the tool results is structured. The output directives
-    `bad_output` / `wrong_output` (below) only affect requests with a JSON response_format.
-
-Token counting
-    prompt_tokens = sum over all messages of (number of whitespace-separated words of content + 4).
-    completion_tokens = number of whitespace-separated words of the returned content; for a
-    tool-call answer, the words of each call's name plus the words of its arguments JSON.
-    `max_completion_tokens` (else `max_tokens`) truncates text answers to that many words and sets
-    `finish_reason="length"`; otherwise it is `"stop"`. Tool-call answers and answers to a JSON
-    response_format (bad_output's text too) are never truncated: completion_tokens may exceed it.
-
-Directives (in the last user message; removed from the echoed text)
-    `[[sandbox:status=NNN]]`     fail with HTTP NNN and an OpenAI-shaped error body
-    `[[sandbox:retry_after=S]]`  the wait a 429/503 status directive asks for (default 1): sent
-                                 as `retry-after-ms` and as `Retry-After` rounded up (0 allowed)
-    `[[sandbox:times=N]]`        obey the other directives only for the first N arrivals of this
-                                 exact prompt (by prompt hash), then answer normally
-    `[[sandbox:hang]]`           sleep `faults.hang_seconds`, then answer normally; a client
-                                 that gives up first gets nothing (recorded as status 0)
-    `[[sandbox:drop]]`           close the connection without a response
-    `[[sandbox:malformed]]`      answer 200 with a body (or a stream chunk) that is not valid JSON
-    `[[sandbox:stream_cut]]`     a streamed answer stops midway, without finish_reason and [DONE]
-                                 (no effect on non-streamed requests)
-    `[[sandbox:bad_output]]`     a JSON response_format request answers 200 with the plain text
-                                 answer (not JSON at all)
-    `[[sandbox:wrong_output]]`   a JSON response_format request answers 200 with valid JSON that
-                                 the schema rejects: `{}` when the root is an object with required
-                                 properties, else a value of a type the root does not admit (see
-                                 `sandbox.structured.violating_instance`); for json_object, the JSON
-                                 array `[<the text answer>]`
-    Both are "active" for `times=N`, so `bad_output` + `times=1` fails once, then answers validly.
+Token counting: prompt_tokens = per message, the words of its text + 4, + 85 per image part, 50 per
+audio part and 100 per file part. completion_tokens = words of the content (summed over choices),
+or of each call's name and arguments JSON.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
-from sandbox.structured import (
+from sandbox.answers import Reply, Turn, compose, question_of
+from sandbox.config import AnswersConfig
+from sandbox.directives import NO_DIRECTIVES, Directives
+from sandbox.mcp import NO_SERVERS, MCPRegistry, ServerTools
+from sandbox.output_format import (
     JSON_OBJECT,
     OutputFormat,
     ResponseFormatError,
-    SchemaError,
     parse_response_format,
-    schema_instance,
     violating_instance,
 )
-from schemas.wire import ChatMessage
+from sandbox.sampling import apply_stop, token_logprobs, truncate
+from sandbox.structured import SchemaError, schema_instance
+from sandbox.tools import AUTO, Call, Tool, ToolChoice, function_tool, plan_calls
+from sandbox.validation import forced_name
+from schemas.wire import ChatCompletionRequest, RequestMessage, message_text
 
-FILLER_WORDS: tuple[str, ...] = (
-    "amber", "birch", "cedar", "delta", "ember", "fjord", "grove", "harbor",
-    "iris", "juniper", "kelp", "lagoon", "maple", "nectar", "onyx", "pebble",
-    "quartz", "river", "sage", "thistle", "umber", "violet", "willow", "xenon",
-    "yarrow", "zephyr", "acorn", "basalt", "canyon", "dune", "estuary", "fern",
-    "glacier", "heath", "island", "jade", "knoll", "lichen", "meadow", "nimbus",
-    "orchid", "prairie", "quill", "reef", "spruce", "tundra", "upland", "vale",
-    "wren", "yew", "zinnia", "alder", "brook", "cove", "dell", "elm",
-    "flint", "garnet", "hazel", "ivy", "jasper", "kestrel", "larch", "moss",
-)  # fmt: skip
-FILLER_COUNT = 3
 MESSAGE_OVERHEAD_TOKENS = 4
-
-_DIRECTIVE_RE = re.compile(r"\[\[sandbox:([a-z_]+)(?:=([^\]]*))?\]\]")
-_DIRECTIVE_MARK = "[[sandbox:"
-_NUMBER = r"-?\d+(?:\.\d+)?"
-_EXPRESSION_RE = re.compile(rf"({_NUMBER})\s*([-+*/])\s*({_NUMBER})")
-_OPERATIONS = {"+": "add", "-": "subtract", "*": "multiply", "/": "divide"}
+PART_TOKENS = {"image_url": 85, "input_audio": 50, "file": 100}
+_DEFAULT_ANSWERS = AnswersConfig()
 
 
-_FLAGS = ("hang", "drop", "malformed", "stream_cut", "bad_output", "wrong_output")
-
-
-class DirectiveError(ValueError):
-    """A `[[sandbox:...]]` directive the sandbox does not understand."""
-
-
-@dataclass(frozen=True, slots=True)
-class Directives:
-    """The test directives found in the last user message."""
-
-    status: int | None = None
-    retry_after: float | None = None
-    times: int | None = None
-    hang: bool = False
-    drop: bool = False
-    malformed: bool = False
-    stream_cut: bool = False
-    bad_output: bool = False
-    wrong_output: bool = False
-
-    @property
-    def active(self) -> bool:
-        """True when any directive changes how the request is answered."""
-        faults = self.hang or self.drop or self.malformed or self.stream_cut
-        return self.status is not None or faults or self.bad_output or self.wrong_output
-
-
-NO_DIRECTIVES = Directives()
-
-
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Answer:
-    """What the sandbox model answers: text or tool calls, its finish reason and token count."""
+    """One choice: text or tool calls (or a legacy function call), finish reason, tokens, logprobs."""
 
     content: str | None
     tool_calls: list[dict[str, Any]] | None
     finish_reason: str
     completion_tokens: int
+    function_call: dict[str, Any] | None = None
+    logprobs: list[dict[str, Any]] | None = None
 
 
-def canonical_messages(messages: list[ChatMessage]) -> str:
+@dataclass(slots=True)
+class Completion:
+    """Every choice of a response, and the gateway's extension fields (MCP runs)."""
+
+    choices: list[Answer]
+    extensions: dict[str, Any] = field(default_factory=dict)
+
+
+def canonical_messages(messages: Sequence[RequestMessage]) -> str:
     """The canonical JSON of a message list: what prompt hashes and answers are derived from."""
     return json.dumps(
         [m.model_dump(exclude_none=True) for m in messages], sort_keys=True, separators=(",", ":")
     )
 
 
-def last_user_message(messages: list[ChatMessage]) -> ChatMessage | None:
-    """The last message with role `user`, or None."""
-    for message in reversed(messages):
-        if message.role == "user":
-            return message
-    return None
+def count_prompt_tokens(messages: Sequence[RequestMessage]) -> int:
+    """Prompt tokens: per message, the words of its text plus 4, plus its non-text parts."""
+    total = 0
+    for message in messages:
+        total += len(message_text(message).split()) + MESSAGE_OVERHEAD_TOKENS
+        if isinstance(message.content, list):
+            total += sum(PART_TOKENS.get(part.type, 0) for part in message.content)
+    return total
 
 
-def parse_directives(messages: list[ChatMessage]) -> Directives:
-    """The directives of the last user message; raises DirectiveError on an unknown one."""
-    user = last_user_message(messages)
-    text = user.content if user is not None else None
-    # Most requests carry no directive; skip the regex for them.
-    if not text or _DIRECTIVE_MARK not in text:
-        return NO_DIRECTIVES
-    found: dict[str, Any] = {}
-    for name, value in _DIRECTIVE_RE.findall(text):
-        found[name] = _directive_value(name, value)
-    return Directives(**found)
-
-
-def _directive_value(name: str, value: str) -> Any:
-    """Convert one directive's value to the type its Directives field holds."""
-    try:
-        if name in ("status", "times"):
-            return int(value)
-        if name == "retry_after":
-            return float(value)
-    except ValueError as exc:
-        raise DirectiveError(f"[[sandbox:{name}={value}]] needs a number") from exc
-    if name in _FLAGS:
-        return True
-    known = "status=NNN, retry_after=S, times=N, " + ", ".join(_FLAGS)
-    raise DirectiveError(f"unknown sandbox directive {name!r}; known directives: {known}")
-
-
-def _echo_words(messages: list[ChatMessage]) -> list[str]:
-    """The last user message's words with directives removed."""
-    user = last_user_message(messages)
-    text = (user.content or "") if user is not None else ""
-    if _DIRECTIVE_MARK in text:
-        text = _DIRECTIVE_RE.sub(" ", text)
-    return text.split()
-
-
-def _filler(model: str, canonical: str) -> list[str]:
-    """FILLER_COUNT words chosen by a hash of the model and the whole conversation."""
-    digest = hashlib.sha256(f"{model}\n{canonical}".encode()).digest()
-    return [FILLER_WORDS[digest[i] % len(FILLER_WORDS)] for i in range(FILLER_COUNT)]
-
-
-def _trailing_tool_results(messages: list[ChatMessage]) -> list[str]:
-    """Contents of the tool messages at the end of the conversation, in order."""
-    results: list[str] = []
-    for message in reversed(messages):
-        if message.role != "tool":
-            break
-        results.append((message.content or "").strip())
-    results.reverse()
-    return results
-
-
-def expected_answer(model: str, messages: list[ChatMessage], *, canonical: str | None = None) -> str:
-    """The full, untruncated text answer for `model` (`provider/model`) and `messages`."""
-    prefix = f"{model} answers:"
-    tool_results = _trailing_tool_results(messages)
-    if tool_results:
-        if len(tool_results) == 1:
-            text = f"{prefix} The result is {tool_results[0]}."
-        else:
-            text = f"{prefix} The results are {', '.join(tool_results)}."
-        # Tool output may span lines; answers are always single-spaced words.
-        return " ".join(text.split())
-    if canonical is None:
-        canonical = canonical_messages(messages)
-    words = _echo_words(messages)
-    words.reverse()
-    return " ".join([prefix, *words, *_filler(model, canonical)])
-
-
-def _structured_seed(model: str, canonical: str, schema: dict[str, Any]) -> bytes:
-    """The seed of a schema instance: the model, the conversation and the schema."""
-    compact = json.dumps(schema, sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(f"{model}\n{canonical}\n{compact}".encode()).digest()
+def expected_answer(
+    model: str,
+    messages: Sequence[RequestMessage],
+    *,
+    seed: int | None = None,
+    choice: int = 0,
+    error_rate: float | None = None,
+    canonical: str | None = None,
+) -> str:
+    """The full, untruncated text answer of `model` (default config: its default error rate)."""
+    rate = _DEFAULT_ANSWERS.rate_for(model) if error_rate is None else error_rate
+    canonical = canonical_messages(messages) if canonical is None else canonical
+    return compose(model, messages, Turn(seed, choice, rate), canonical).text
 
 
 def structured_content(
     model: str,
-    messages: list[ChatMessage],
+    reply: Reply,
     output: OutputFormat,
+    seed: bytes,
     directives: Directives = NO_DIRECTIVES,
-    *,
-    canonical: str | None = None,
 ) -> str:
     """The content of a JSON response_format answer, as the output directives shape it."""
-    if canonical is None:
-        canonical = canonical_messages(messages)
-    text = expected_answer(model, messages, canonical=canonical)
     if output.schema is None:
-        valid: Any = {"answer": text}
-        wrong: Any = [text]
+        valid: Any = {"answer": reply.text}
+        wrong: Any = [reply.text]
     else:
         # The valid instance is built even under a directive, so a bad schema is always a 400.
         try:
-            seed = _structured_seed(model, canonical, output.schema)
-            valid = schema_instance(output.schema, seed=seed, words=text.split()[2:])
-            wrong = violating_instance(output.schema, text) if directives.wrong_output else None
+            seed = hashlib.sha256(seed + json.dumps(output.schema, sort_keys=True).encode()).digest()
+            valid = schema_instance(output.schema, seed=seed, words=reply.body.split(), hints=reply.fields)
+            wrong = violating_instance(output.schema, reply.text) if directives.wrong_output else None
         except (SchemaError, RecursionError) as exc:
             raise ResponseFormatError(f"Invalid schema for response_format {output.name!r}: {exc}") from exc
     if directives.bad_output:
-        return text
+        return reply.text
     return json.dumps(wrong if directives.wrong_output else valid)
 
 
-def expected_structured_answer(model: str, messages: list[ChatMessage], schema: dict[str, Any]) -> str:
-    """The content of a `json_schema` answer for `schema` (no output directive)."""
-    return structured_content(model, messages, OutputFormat(None, schema))
+def _structured_seed(model: str, canonical: str, choice: int) -> bytes:
+    return f"{model}\n{canonical}\n{choice or ''}".encode()
 
 
-def expected_json_object_answer(model: str, messages: list[ChatMessage]) -> str:
+def expected_structured_answer(model: str, messages: Sequence[RequestMessage], schema: dict[str, Any]) -> str:
+    """The content of a `json_schema` answer for `schema` (default config, no output directive)."""
+    return _expected_json(model, messages, OutputFormat(None, schema))
+
+
+def expected_json_object_answer(model: str, messages: Sequence[RequestMessage]) -> str:
     """The content of a `json_object` answer: `{"answer": <the text answer>}`."""
-    return structured_content(model, messages, JSON_OBJECT)
+    return _expected_json(model, messages, JSON_OBJECT)
 
 
-def offers_calculator(tools: list[dict[str, Any]] | None) -> bool:
-    """True when the request offers a function tool named `calculator`."""
-    for tool in tools or ():
-        function = tool.get("function")
-        if isinstance(function, dict) and function.get("name") == "calculator":
-            return True
-    return False
+def _expected_json(model: str, messages: Sequence[RequestMessage], output: OutputFormat) -> str:
+    canonical = canonical_messages(messages)
+    reply = compose(model, messages, Turn(error_rate=_DEFAULT_ANSWERS.rate_for(model)), canonical)
+    return structured_content(model, reply, output, _structured_seed(model, canonical, 0))
 
 
-def _number(text: str) -> int | float:
-    """An operand as int when it has no decimal point, else float."""
-    return float(text) if "." in text else int(text)
+class Job(NamedTuple):
+    """Everything `respond` needs besides the request (a tuple: one is built per request)."""
+
+    canonical: str
+    directives: Directives = NO_DIRECTIVES
+    error_rate: float = 0.0
+    registry: MCPRegistry | None = None
 
 
-def calculator_calls(
-    messages: list[ChatMessage], tools: list[dict[str, Any]] | None
-) -> list[dict[str, Any]] | None:
-    """The calculator tool calls the sandbox model makes for this request, or None for text."""
-    if not messages or messages[-1].role != "user" or not offers_calculator(tools):
-        return None
-    expressions = _EXPRESSION_RE.findall(messages[-1].content or "")
-    if not expressions:
-        return None
+def respond(model: str, request: ChatCompletionRequest, job: Job) -> Completion:
+    """The response of `model` to `request` (see the module doc); raises ResponseFormatError."""
+    output = parse_response_format(request.response_format)
+    servers = job.registry.resolve(request.mcp_servers) if job.registry else NO_SERVERS
+    legacy = not request.tools and bool(request.functions)
+    tools = [*_local_tools(request), *servers.tools]
+    calls = _turn_calls(request, tools, _tool_choice(request, legacy))
+    local = [c for c in calls if c.tool.server is None]
+    results = [job.registry.run(c) for c in calls if c.tool.server is not None] if job.registry else []
+    extensions = _extensions(results, servers)
+    n = request.n or 1
+    if local:
+        return Completion([_call_answer(request.messages, local, legacy)] * n, extensions)
+    turns = [Turn(request.seed, i, job.error_rate, results) for i in range(n)]
+    return Completion([_text_answer(model, request, job, output, turn) for turn in turns], extensions)
+
+
+def _local_tools(request: ChatCompletionRequest) -> list[Tool]:
+    """The caller's function tools (or legacy functions)."""
+    specs = [t.get("function") for t in request.tools or () if isinstance(t, dict)]
+    specs += list(request.functions or ())
+    return [function_tool(spec) for spec in specs if isinstance(spec, dict)]
+
+
+def _tool_choice(request: ChatCompletionRequest, legacy: bool) -> ToolChoice:
+    """The request's tool_choice (or legacy function_call) as a ToolChoice."""
+    choice = request.function_call if legacy else request.tool_choice
+    if choice is None:
+        return AUTO
+    name = forced_name(choice)
+    if name is not None:
+        return ToolChoice("required", name)
+    kind = choice if isinstance(choice, str) else str(choice.get("type", "auto"))
+    if kind == "none":
+        return ToolChoice("none")
+    return ToolChoice("required") if kind in ("required", "any") else AUTO
+
+
+def _turn_calls(request: ChatCompletionRequest, tools: list[Tool], choice: ToolChoice) -> list[Call]:
+    """The calls of this turn: see rule 1 of the module doc."""
+    messages = request.messages
+    if not tools or not messages or messages[-1].role not in ("user", "tool", "function"):
+        return []
+    plan = plan_calls(question_of(messages), tools, choice)
+    one_at_a_time = request.parallel_tool_calls is False or bool(request.functions and not request.tools)
+    if messages[-1].role == "user":
+        return plan[:1] if one_at_a_time else plan
+    made = _calls_since_user(messages)
+    if one_at_a_time and made < len(plan):
+        return plan[made : made + 1]
+    if choice.mode == "required":
+        return plan[:1] if one_at_a_time else plan
+    return []
+
+
+def _calls_since_user(messages: Sequence[RequestMessage]) -> int:
+    """Tool and function calls the assistant made after the last user message."""
+    made = 0
+    for message in reversed(messages):
+        if message.role == "user":
+            break
+        made += len(message.tool_calls or ()) + (message.function_call is not None)
+    return made
+
+
+def _call_answer(messages: Sequence[RequestMessage], calls: list[Call], legacy: bool) -> Answer:
+    """The answer that asks for the caller's tools."""
+    encoded = [(c.tool.name, json.dumps(c.arguments)) for c in calls]
+    tokens = sum(len(name.split()) + len(arguments.split()) for name, arguments in encoded)
+    if legacy:
+        name, arguments = encoded[0]
+        return Answer(None, None, "function_call", tokens, {"name": name, "arguments": arguments})
     # Number calls after those already in the conversation so ids stay unique across turns.
     first = 1 + sum(len(m.tool_calls or ()) for m in messages)
-    calls = []
-    for offset, (a, op, b) in enumerate(expressions):
-        arguments = {"a": _number(a), "b": _number(b), "operation": _OPERATIONS[op]}
-        calls.append(
-            {
-                "id": f"call_{first + offset}",
-                "type": "function",
-                "function": {"name": "calculator", "arguments": json.dumps(arguments)},
-            }
-        )
-    return calls
+    tool_calls = [
+        {"id": f"call_{first + i}", "type": "function", "function": {"name": name, "arguments": arguments}}
+        for i, (name, arguments) in enumerate(encoded)
+    ]
+    return Answer(None, tool_calls, "tool_calls", tokens)
 
 
-def count_prompt_tokens(messages: list[ChatMessage]) -> int:
-    """Prompt tokens: per message, the words of its content plus 4."""
-    return sum(len((m.content or "").split()) + MESSAGE_OVERHEAD_TOKENS for m in messages)
+def _extensions(results: list[dict[str, Any]], servers: ServerTools) -> dict[str, Any]:
+    """The gateway's fields reporting MCP runs and server failures."""
+    extensions: dict[str, Any] = {}
+    if results:
+        extensions["tools_executed"] = [r["tool_name"] for r in results]
+        extensions["mcp_tool_results"] = results
+    if servers.errors:
+        extensions["mcp_server_errors"] = servers.errors
+    return extensions
 
 
-def _tool_call_tokens(calls: list[dict[str, Any]]) -> int:
-    """Completion tokens of a tool-call answer: words of each call's name and arguments."""
-    total = 0
-    for call in calls:
-        function = call["function"]
-        total += len(function["name"].split()) + len(function["arguments"].split())
-    return total
-
-
-def respond(
-    model: str,
-    messages: list[ChatMessage],
-    *,
-    tools: list[dict[str, Any]] | None = None,
-    max_tokens: int | None = None,
-    canonical: str | None = None,
-    response_format: dict[str, Any] | None = None,
-    directives: Directives = NO_DIRECTIVES,
+def _text_answer(
+    model: str, request: ChatCompletionRequest, job: Job, output: OutputFormat | None, turn: Turn
 ) -> Answer:
-    """The answer: tool calls when the calculator applies, else JSON or (truncated) text.
-
-    Raises ResponseFormatError for a response_format the sandbox cannot answer.
-    """
-    output = parse_response_format(response_format)
-    calls = calculator_calls(messages, tools)
-    if calls is not None:
-        return Answer(None, calls, "tool_calls", _tool_call_tokens(calls))
+    """One choice's text (or JSON) answer, cut at stop and max_tokens, with logprobs if asked."""
+    reply = compose(model, request.messages, turn, job.canonical)
     if output is not None:
-        content = structured_content(model, messages, output, directives, canonical=canonical)
+        seed = _structured_seed(model, job.canonical, turn.choice)
+        content = structured_content(model, reply, output, seed, job.directives)
         return Answer(content, None, "stop", len(content.split()))
-    words = expected_answer(model, messages, canonical=canonical).split()
-    if max_tokens is not None and max_tokens < len(words):
-        kept = words[: max(max_tokens, 0)]
-        return Answer(" ".join(kept), None, "length", len(kept))
-    return Answer(" ".join(words), None, "stop", len(words))
-
-
-def stream_pieces(content: str) -> list[str]:
-    """Word-sized content deltas whose concatenation is exactly `content`."""
-    words = content.split(" ")
-    return [words[0], *(" " + word for word in words[1:])] if content else []
+    stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
+    text, _ = apply_stop(reply.text, stop)
+    limit = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
+    text, cut = truncate(text, limit)
+    logprobs = None
+    if request.logprobs:
+        salt = f"{model}\n{job.canonical}\n{turn.seed}\n{turn.choice}"
+        logprobs = token_logprobs(text, request.top_logprobs or 0, salt)
+    return Answer(text, None, "length" if cut else "stop", len(text.split()), logprobs=logprobs)

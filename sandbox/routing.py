@@ -8,37 +8,25 @@ BYOK: the provider is `X-Provider`, else the body model's prefix; the model at t
 `X-Provider-Model`, else the body model without its provider prefix. The response's `model` is
 `"{provider}/{model_at_provider}"`. A request without `X-Provider-Key` uses the sandbox's house
 keys (unless `house_keys` is off); an `X-Provider-Key` header that is present but empty is an
-invalid key. A `model` given as a list (or as `{model: ..., settings: ...}`) uses its first entry.
+invalid key, and so is one the provider's `keys` do not list or, without `keys`, one that does not
+look like the provider's (`sandbox.keys`). A `model` given as a list (or as `{model: ...,
+settings: ...}`) uses its first entry; its settings are defaults for the request.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from sandbox.asgi import HttpError
 from sandbox.config import SandboxConfig
+from sandbox.keys import looks_like_key, mask_key, provider_auth_error
 from sandbox.limits import key_hash
 from schemas.providers import SUPPORTED_PROVIDERS
 from schemas.wire import ChatCompletionRequest
 
 SUPPORTED_LIST = ", ".join(SUPPORTED_PROVIDERS)
-
-# What each provider's own 401 says; `{masked}` is the key as the provider would echo it.
-_AUTH_MESSAGES = {
-    "openai": "Incorrect API key provided: {masked}. You can find your API key at "
-    "https://platform.openai.com/account/api-keys.",
-    "anthropic": "invalid x-api-key: {masked}",
-    "google": "API key not valid. Please pass a valid API key. (key: {masked})",
-}
-_DEFAULT_AUTH_MESSAGE = "Invalid API key provided: {masked}."
-
-
-def mask_key(key: str) -> str:
-    """A key the way OpenAI echoes it: first 3 chars, `...`, last 4 (`***` for short keys)."""
-    return f"{key[:3]}...{key[-4:]}" if len(key) >= 8 else "***"
 
 
 def authenticate(headers: dict[str, str], gateway_keys: frozenset[str]) -> str:
@@ -60,23 +48,13 @@ def authenticate(headers: dict[str, str], gateway_keys: frozenset[str]) -> str:
 def parse_request(body: bytes) -> ChatCompletionRequest:
     """Validate a request body: 400 for invalid JSON, 422 for a body that is not a valid request."""
     try:
-        # The fast path: pydantic parses and validates the bytes in one go.
+        # pydantic parses and validates the bytes in one go.
         return ChatCompletionRequest.model_validate_json(body)
     except ValidationError as exc:
         first = exc.errors()[0]
         if first["type"] == "json_invalid":
             message = f"We could not parse the JSON body of your request: {first['msg']}"
             raise HttpError(400, message, code="invalid_json") from exc
-    data = json.loads(body)
-    if isinstance(data, dict):
-        model = data.get("model")
-        if isinstance(model, list) and model:
-            data["model"] = model[0]
-        elif isinstance(model, dict):
-            data["model"] = model.get("model")
-    try:
-        return ChatCompletionRequest.model_validate(data)
-    except ValidationError as exc:
         raise _invalid_body(exc) from exc
 
 
@@ -112,6 +90,7 @@ class Router:
 
     def __init__(self, config: SandboxConfig) -> None:
         self._house_keys = config.house_keys
+        self._format_check = config.key_check == "format"
         self._catalogue = {name: frozenset(p.models) for name, p in config.providers.items()}
         self._accepted = {
             name: None if p.keys is None else frozenset(p.keys) for name, p in config.providers.items()
@@ -125,9 +104,8 @@ class Router:
             raise self._invalid_provider(provider, body_model, bool(headers.get("x-provider")))
         if "x-provider-key" in headers:
             key = headers["x-provider-key"].strip()
-            accepted = self._accepted[provider]
-            if not key or (accepted is not None and key not in accepted):
-                raise _provider_auth_error(provider, key)
+            if not self._key_accepted(provider, key):
+                raise provider_auth_error(provider, key)
             byok, key_id = True, key_hash(key)
         elif self._house_keys:
             byok, key_id = False, key_hash(gateway_key)
@@ -141,6 +119,15 @@ class Router:
             message = f"The model `{model_at}` does not exist or you do not have access to it."
             raise HttpError(404, message, code="model_not_found", param="model", provider=provider)
         return Route(provider, model_at, byok, key_id)
+
+    def _key_accepted(self, provider: str, key: str) -> bool:
+        """The provider's listed keys decide; without a list, the format check (if on)."""
+        accepted = self._accepted[provider]
+        if not key:
+            return False
+        if accepted is not None:
+            return key in accepted
+        return not self._format_check or looks_like_key(provider, key)
 
     @staticmethod
     def _invalid_provider(provider: str | None, body_model: str, from_header: bool) -> HttpError:
@@ -159,9 +146,3 @@ class Router:
             param="X-Provider" if from_header else "model",
             supported_providers=list(SUPPORTED_PROVIDERS),
         )
-
-
-def _provider_auth_error(provider: str, key: str) -> HttpError:
-    """A 401 shaped like the provider's own, echoing the key masked."""
-    message = _AUTH_MESSAGES.get(provider, _DEFAULT_AUTH_MESSAGE).format(masked=mask_key(key))
-    return HttpError(401, message, type="invalid_request_error", code="invalid_api_key", provider=provider)

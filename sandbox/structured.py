@@ -35,8 +35,10 @@ unions prefer a `null` alternative. A schema that still nests deeper than `HARD_
 recursion) has no finite instance and raises SchemaError, as do non-local or unresolvable refs and
 `false` schemas.
 
-Also here: `parse_response_format` (a request's `response_format` → OutputFormat or None for text)
-and `violating_instance` (the valid-JSON-but-wrong answer of `[[sandbox:wrong_output]]`).
+Hints: `schema_instance(..., hints={"score": 10})` uses a hint's value for a top-level property
+of that name when the value fits the property (its type, bounds, enum and length); a number is
+clamped into the bounds, a string cut to maxLength. That is how a judge's score or a known answer
+reaches structured output (`sandbox.answers.Reply.fields`).
 """
 
 from __future__ import annotations
@@ -45,8 +47,7 @@ import hashlib
 import math
 import operator
 import uuid
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 SOFT_DEPTH = 8
@@ -58,40 +59,6 @@ _ARRAY_KEYS = ("items", "prefixItems")
 
 class SchemaError(ValueError):
     """A schema the sandbox cannot produce an instance of."""
-
-
-class ResponseFormatError(ValueError):
-    """A `response_format` the sandbox cannot answer (a 400 for the client)."""
-
-
-@dataclass(frozen=True, slots=True)
-class OutputFormat:
-    """A JSON response_format: `schema` is None for json_object."""
-
-    name: str | None = None
-    schema: dict[str, Any] | None = None
-
-
-JSON_OBJECT = OutputFormat()
-
-
-def parse_response_format(response_format: dict[str, Any] | None) -> OutputFormat | None:
-    """The JSON output a request asks for, or None for text; raises ResponseFormatError."""
-    kind = (response_format or {}).get("type", "text")
-    if kind == "text":
-        return None
-    if kind == "json_object":
-        return JSON_OBJECT
-    if kind != "json_schema":
-        raise ResponseFormatError(
-            f"Invalid value: {kind!r}. Supported values are: 'text', 'json_object' and 'json_schema'."
-        )
-    spec = (response_format or {}).get("json_schema")
-    schema = spec.get("schema") if isinstance(spec, dict) else None
-    if not isinstance(schema, dict):
-        raise ResponseFormatError("response_format.json_schema.schema must be a JSON Schema object.")
-    name = spec.get("name") if isinstance(spec, dict) else None
-    return OutputFormat(name if isinstance(name, str) else None, schema)
 
 
 def _fmt_date_time(h: int) -> str:
@@ -111,66 +78,33 @@ _FORMATS: dict[str, Callable[[int], str]] = {
 }
 
 
-def _json_type(value: Any) -> str:
-    """The JSON type name of a Python value decoded from JSON."""
-    if isinstance(value, bool):
-        return "boolean"
-    for kind, types in (("object", dict), ("array", list), ("string", str), ("number", int | float)):
-        if isinstance(value, types):
-            return kind
-    return "null"
+def schema_instance(
+    schema: dict[str, Any],
+    *,
+    seed: bytes,
+    words: Sequence[str],
+    hints: Mapping[str, Any] | None = None,
+) -> Any:
+    """A value valid for `schema`, determined by the schema, `seed`, `words` and `hints`."""
+    return _Generator(schema, seed, words, hints or {}).value(schema, "", 0)
 
 
-def allowed_types(root: dict[str, Any], schema: Any) -> set[str] | None:
-    """The JSON types `schema` admits at its top level, or None when it does not restrict them."""
-    node = resolve(root, schema)
-    if "const" in node:
-        return {_json_type(node["const"])}
-    if "enum" in node:
-        return {_json_type(v) for v in node["enum"]}
-    for key in ("anyOf", "oneOf"):
-        if key in node:
-            admitted: set[str] = set()
-            for option in node[key]:
-                part = allowed_types(root, option)
-                if part is None:
-                    return None
-                admitted |= part
-            return admitted
-    declared = node.get("type")
-    if isinstance(declared, str):
-        return {declared}
-    return set(declared) if isinstance(declared, list) else None
-
-
-def violating_instance(schema: dict[str, Any], text: str) -> Any:
-    """Valid JSON that `schema` rejects (what `[[sandbox:wrong_output]]` answers).
-
-    `{}` when the root is an object with required properties; otherwise the first of `{}`, `[]`,
-    `text` (a JSON string), `true`, `null` whose type the root does not admit; `{}` when the root
-    admits every type (such a schema cannot be violated).
-    """
-    node = resolve(schema, schema)
-    unions = "anyOf" in node or "oneOf" in node
-    if not unions and schema_type(node) == "object" and node.get("required"):
-        return {}
-    admitted = allowed_types(schema, node)
-    candidates: tuple[tuple[str, Any], ...] = (
-        ("object", {}),
-        ("array", []),
-        ("string", text),
-        ("boolean", True),
-        ("null", None),
-    )
-    for kind, value in candidates:
-        if admitted is not None and kind not in admitted:
-            return value
-    return {}
-
-
-def schema_instance(schema: dict[str, Any], *, seed: bytes, words: Sequence[str]) -> Any:
-    """A value valid for `schema`, determined by the schema, `seed` and `words` (see module doc)."""
-    return _Generator(schema, seed, words).value(schema, "", 0)
+def fit_hint(schema: dict[str, Any], value: Any) -> tuple[bool, Any]:
+    """(True, the value made to fit) when a hint suits a resolved property schema, else (False, None)."""
+    kind = schema_type(schema)
+    if "const" in schema:
+        return (value == schema["const"], value)
+    if "enum" in schema:
+        return (value in schema["enum"], value)
+    if kind in ("integer", "number") and isinstance(value, int | float) and not isinstance(value, bool):
+        low, high, _, _ = _bounds(schema)
+        clamped = min(max(value, low), high)
+        return (True, int(clamped) if kind == "integer" else clamped)
+    if kind == "string" and isinstance(value, str) and len(value) >= int(schema.get("minLength", 0)):
+        return (True, value[: int(schema.get("maxLength", len(value)))])
+    if kind == "boolean" and isinstance(value, bool):
+        return (True, value)
+    return (False, None)
 
 
 def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
@@ -235,10 +169,13 @@ def schema_type(schema: dict[str, Any]) -> str:
 class _Generator:
     """Walks one schema, producing the instance; holds the root (for refs), seed and words."""
 
-    def __init__(self, root: dict[str, Any], seed: bytes, words: Sequence[str]) -> None:
+    def __init__(
+        self, root: dict[str, Any], seed: bytes, words: Sequence[str], hints: Mapping[str, Any]
+    ) -> None:
         self.root = root
         self.seed = seed
         self.words = list(words) or ["sandbox"]
+        self.hints = hints
         self.expanding: list[str] = []  # the refs being expanded, outermost first
 
     def hash(self, path: str) -> int:
@@ -286,6 +223,18 @@ class _Generator:
             return None
         raise SchemaError(f"unknown type {kind!r}")
 
+    def _fit(self, raw: Any, value: Any) -> tuple[bool, Any]:
+        """`fit_hint` for a property schema that may be a `$ref` or an anyOf/oneOf union."""
+        schema = resolve(self.root, raw)
+        for key in ("anyOf", "oneOf"):
+            if key in schema:
+                for option in schema[key]:
+                    fits, fitted = self._fit(option, value)
+                    if fits:
+                        return fits, fitted
+                return False, None
+        return fit_hint(schema, value)
+
     def _alternative(self, schema: dict[str, Any], key: str, depth: int) -> Any:
         """The anyOf/oneOf alternative taken, merged with the schema's other keys."""
         options = schema[key]
@@ -305,6 +254,11 @@ class _Generator:
         required = set(schema.get("required") or ())
         out: dict[str, Any] = {}
         for name, sub in properties.items():
+            if depth == 0 and name in self.hints:
+                fits, hinted = self._fit(sub, self.hints[name])
+                if fits:
+                    out[name] = hinted
+                    continue
             if depth < SOFT_DEPTH or name in required:
                 out[name] = self.value(sub, f"{path}/{name}", depth + 1)
         extra = schema.get("additionalProperties")

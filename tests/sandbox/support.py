@@ -8,8 +8,10 @@ from typing import Any
 import httpx
 
 from sandbox import SandboxConfig, create_app
-from sandbox.config import DEFAULT_GATEWAY_KEY
-from schemas.wire import ChatMessage
+from sandbox.config import DEFAULT_GATEWAY_KEY, AnswersConfig
+from sandbox.mcp import MCPRegistry
+from sandbox.responder import Answer, Completion, Job, canonical_messages, respond
+from schemas.wire import ChatCompletionRequest, ChatMessage, RequestMessage
 
 GATEWAY_HEADERS = {"Authorization": f"Bearer {DEFAULT_GATEWAY_KEY}"}
 
@@ -50,3 +52,16 @@ def stream_content(text: str) -> str:
         for choice in json.loads(event)["choices"]:
             parts.append(choice["delta"].get("content") or "")
     return "".join(parts)
+
+
+def completion_of(model: str, messages: list[RequestMessage], **params: Any) -> Completion:
+    """What the default-config sandbox model answers (`respond`) to `messages` with `params`."""
+    request = ChatCompletionRequest(model=model, messages=messages, **params)
+    registry = MCPRegistry(SandboxConfig().mcp_servers)
+    job = Job(canonical_messages(messages), error_rate=AnswersConfig().rate_for(model), registry=registry)
+    return respond(model, request, job)
+
+
+def answer_of(model: str, messages: list[RequestMessage], **params: Any) -> Answer:
+    """The first choice of `completion_of`."""
+    return completion_of(model, messages, **params).choices[0]

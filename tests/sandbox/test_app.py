@@ -108,12 +108,16 @@ async def test_x_provider_and_x_provider_model_decide_the_answering_model() -> N
         overridden = await client.post(
             "/v1/chat/completions",
             json=chat_body("hi", model="openai/gpt-4o-mini"),
-            headers={"X-Provider": "google", "X-Provider-Model": "gemini-2.5-flash"},
+            headers={
+                "X-Provider": "google",
+                "X-Provider-Model": "gemini-2.5-flash",
+                "X-Provider-Key": "AIza-test-key-0001",
+            },
         )
         unprefixed = await client.post(
             "/v1/chat/completions",
             json=chat_body("hi", model="meta-llama/Llama-3.3-70B-Instruct-Turbo"),
-            headers={"X-Provider": "together_ai"},
+            headers={"X-Provider": "together_ai", "X-Provider-Key": "together-key-0001"},
         )
     assert inferred.json()["model"] == "anthropic/claude-sonnet-4-20250514"
     assert overridden.json()["model"] == "google/gemini-2.5-flash"

@@ -14,6 +14,7 @@ from sandbox.limits import key_hash
 from sandbox.responder import count_prompt_tokens, expected_answer
 from tests.sandbox.support import asgi_client, chat_body, messages_of, sse_events, stream_content
 
+MODEL = "openai/gpt-4o-mini"
 CALCULATOR = [{"type": "function", "function": {"name": "calculator", "parameters": {}}}]
 
 
@@ -26,7 +27,7 @@ async def test_answer_is_deterministic_openai_shaped_and_matches_expected_answer
     data = first.json()
     content = data["choices"][0]["message"]["content"]
     assert content == expected_answer("openai/gpt-4o-mini", messages_of(body))
-    assert content.startswith("openai/gpt-4o-mini answers: please 1234 row Summarise ")
+    assert content.startswith("openai/gpt-4o-mini answers: Summarise row 1234 please — ")
     assert again.json()["choices"][0]["message"]["content"] == content
     assert again.json()["id"] == data["id"] and data["id"].startswith("chatcmpl-")
     assert other.json()["choices"][0]["message"]["content"] != content
@@ -175,14 +176,17 @@ async def test_rpm_limit_answers_429_with_retry_after_and_ratelimit_headers() ->
 
 
 async def test_tpm_limit_sends_token_headers() -> None:
-    config = SandboxConfig(limits=LimitsConfig(tpm=25))
+    body = chat_body("a b c")
+    tokens = count_prompt_tokens(messages_of(body)) + len(expected_answer(MODEL, messages_of(body)).split())
+    limit = tokens + 5  # room for one request, not two
+    config = SandboxConfig(limits=LimitsConfig(tpm=limit))
     async with asgi_client(config) as client:
-        first = await client.post("/v1/chat/completions", json=chat_body("a b c"))
-        second = await client.post("/v1/chat/completions", json=chat_body("a b c"))
+        first = await client.post("/v1/chat/completions", json=body)
+        second = await client.post("/v1/chat/completions", json=body)
     assert first.status_code == 200 and second.status_code == 429
-    assert first.headers["x-ratelimit-limit-tokens"] == "25"
-    used = first.json()["usage"]["total_tokens"]
-    assert first.headers["x-ratelimit-remaining-tokens"] == str(25 - used)
+    assert first.headers["x-ratelimit-limit-tokens"] == str(limit)
+    assert first.json()["usage"]["total_tokens"] == tokens
+    assert first.headers["x-ratelimit-remaining-tokens"] == "5"
 
 
 async def test_seeded_faults_are_reproducible() -> None:

@@ -13,16 +13,16 @@ from pydantic import BaseModel, Field, ValidationError
 
 from sandbox import SandboxServer
 from sandbox.config import DEFAULT_GATEWAY_KEY
+from sandbox.directives import parse_directives
+from sandbox.output_format import violating_instance
 from sandbox.responder import (
     expected_answer,
     expected_json_object_answer,
     expected_structured_answer,
-    parse_directives,
-    respond,
 )
-from sandbox.structured import SchemaError, schema_instance, violating_instance
+from sandbox.structured import SchemaError, schema_instance
 from schemas.wire import ChatMessage
-from tests.sandbox.support import asgi_client, chat_body, messages_of, sse_events, stream_content
+from tests.sandbox.support import answer_of, asgi_client, chat_body, messages_of, sse_events, stream_content
 
 MODEL = "openai/gpt-4o-mini"
 CALCULATOR = [{"type": "function", "function": {"name": "calculator", "parameters": {}}}]
@@ -156,8 +156,8 @@ def test_recursive_models_stay_finite_and_required_recursion_is_an_error() -> No
 
 
 def test_same_request_same_json_and_name_or_strict_do_not_matter() -> None:
-    first = respond(MODEL, user("Same question"), response_format=review_format())
-    again = respond(MODEL, user("Same question"), response_format=review_format(name="other"))
+    first = answer_of(MODEL, user("Same question"), response_format=review_format())
+    again = answer_of(MODEL, user("Same question"), response_format=review_format(name="other"))
     expected = expected_structured_answer(MODEL, user("Same question"), REVIEW_SCHEMA)
     assert first.content == again.content == expected
     assert first.content != expected_structured_answer(MODEL, user("Other question"), REVIEW_SCHEMA)
