@@ -27,6 +27,7 @@ developer messages) or the question ask for the answer only (`TERSE_RE`), it is 
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
@@ -178,9 +179,10 @@ def _server_summary(result: dict[str, Any]) -> str:
     value = result.get("result")
     if isinstance(value, dict) and isinstance(value.get("summary"), str):
         return str(value["summary"])
+    shown = value if isinstance(value, str) else json.dumps(value)
     if result.get("is_error"):
-        return f"{result.get('tool_name')} failed: {value}."
-    return f"{result.get('tool_name')} returned {value}."
+        return f"{result.get('tool_name')} failed: {shown}."
+    return f"{result.get('tool_name')} returned {shown}."
 
 
 def _grade(question: str) -> tuple[int, str] | None:
