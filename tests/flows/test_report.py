@@ -7,6 +7,7 @@ test fails (it is never skipped): the report is only known to work once a browse
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import struct
 import subprocess
@@ -25,7 +26,13 @@ from tasks.evaluation.report import ReportError, write_report
 from tasks.evaluation.score_run import load_scoring_summary, score_outputs
 from tests.conftest import SANDBOX_GATEWAY_KEY
 from tests.flows.support import GATEWAY_ENV, read
-from tests.tasks.evaluation.test_scorers import NORMALIZED, build_output_dir, make_spec, result, standard_records
+from tests.tasks.evaluation.test_scorers import (
+    NORMALIZED,
+    build_output_dir,
+    make_spec,
+    result,
+    standard_records,
+)
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "evaluation" / "pipeline.yaml"
 PROVIDER_ENV = "BYOKFLOW_TEST_PROVIDER_KEY"
@@ -45,7 +52,7 @@ CHROMIUM_FLAGS = [
 @pytest.fixture(autouse=True)
 def keys(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(GATEWAY_ENV, SANDBOX_GATEWAY_KEY)
-    monkeypatch.setenv(PROVIDER_ENV, "sk-test-provider-key-1234")
+    monkeypatch.setenv(PROVIDER_ENV, "sandbox-test-provider-key")  # accepted for every provider
 
 
 def example_spec(url: str, out: Path, input_path: Path | None = None) -> PipelineSpec:
@@ -96,6 +103,85 @@ def png_pixels(path: Path) -> tuple[int, int, bytes]:
     return width, height, zlib.decompress(b"".join(chunks))
 
 
+def png_rows(path: Path, limit: int) -> list[list[tuple[int, int, int]]]:
+    """The RGB pixels of the first `limit` rows of an 8-bit RGB or RGBA PNG (filters undone)."""
+    data = path.read_bytes()
+    width, height, raw = png_pixels(path)
+    depth, colour = data[24], data[25]
+    assert depth == 8 and colour in (2, 6), (depth, colour)
+    bpp = 3 if colour == 2 else 4
+    stride = width * bpp
+    rows: list[list[tuple[int, int, int]]] = []
+    previous = bytearray(stride)
+    for y in range(min(height, limit)):
+        start = y * (stride + 1)
+        kind, line = raw[start], bytearray(raw[start + 1 : start + 1 + stride])
+        for x in range(stride):
+            left = line[x - bpp] if x >= bpp else 0
+            up, corner = previous[x], previous[x - bpp] if x >= bpp else 0
+            if kind == 1:
+                line[x] = (line[x] + left) & 0xFF
+            elif kind == 2:
+                line[x] = (line[x] + up) & 0xFF
+            elif kind == 3:
+                line[x] = (line[x] + (left + up) // 2) & 0xFF
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                line[x] = (line[x] + (left if pa <= pb and pa <= pc else up if pb <= pc else corner)) & 0xFF
+        rows.append([(line[i], line[i + 1], line[i + 2]) for i in range(0, stride, bpp)])
+        previous = line
+    return rows
+
+
+def bar_extent(rows: list[list[tuple[int, int, int]]], colour: tuple[int, int, int], slack: int = 8) -> int:
+    """The widest horizontal extent (first to last pixel) of `colour` in any row.
+
+    Extents, not runs: the chart's grid lines show through the translucent bars.
+    """
+    best = 0
+    for row in rows:
+        hits = [
+            x
+            for x, pixel in enumerate(row)
+            if all(abs(a - b) <= slack for a, b in zip(pixel, colour, strict=True))
+        ]
+        if len(hits) > 20:
+            best = max(best, hits[-1] - hits[0] + 1)
+    return best
+
+
+def on_white(hex_colour: str, opacity: float) -> tuple[int, int, int]:
+    """A colour drawn with `opacity` over a white page."""
+    rgb = [int(hex_colour[i : i + 2], 16) for i in (1, 3, 5)]
+    r, g, b = (round(255 * (1 - opacity) + c * opacity) for c in rgb)
+    return r, g, b
+
+
+def assert_models_differ_with_meaningful_intervals(out: Path) -> None:
+    """Each scorer ranks the two models apart; no interval is the uninformative [0, 1]."""
+    scored = load_scoring_summary(out)
+    assert scored is not None
+    for scorer in ("exact_match", "judge"):
+        rows = [r for r in scored.rows if r["scorer"] == scorer]
+        means = {r["model"]: r["mean"] for r in rows}
+        assert len(set(means.values())) == 2, means
+        for r in rows:
+            assert 0 <= r["ci_low"] <= r["mean"] <= r["ci_high"] <= 1
+            assert r["ci_high"] - r["ci_low"] < 0.6 and (r["ci_low"] > 0 or r["ci_high"] < 1), r
+    exact = next(c for c in scored.comparisons if c["scorer"] == "exact_match")
+    assert exact["verdict"] in ("a better", "b better")  # a difference clear of zero
+
+
+def assert_whiskers_inside_the_axis(dom: str) -> None:
+    """No drawn 95 % interval runs from the axis's 0 to its 1."""
+    grid = [float(x) for x in re.findall(r'<line class="grid" x1="([\d.]+)"', dom)]
+    whiskers = re.findall(r'<line class="ci" x1="([\d.]+)" y1="([\d.]+)" x2="([\d.]+)" y2="([\d.]+)"', dom)
+    spans = [(float(x1), float(x2)) for x1, y1, x2, y2 in whiskers if y1 == y2]
+    assert len(spans) == 4 and grid
+    assert all(not (x1 <= min(grid) + 0.5 and x2 >= max(grid) - 0.5) for x1, x2 in spans), spans
+
+
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
 
@@ -117,6 +203,7 @@ async def test_the_example_evaluation_scores_resumes_and_renders_in_chromium(
     }
     assert [c["scorer"] for c in scored.comparisons] == ["exact_match", "judge"]
     assert "## Paired comparisons" in summary_markdown(scored)
+    assert_models_differ_with_meaningful_intervals(out)
 
     # A rerun sends nothing (no judge call is made again) and computes no score.
     clean_sandbox.reset()
@@ -142,12 +229,25 @@ async def test_the_example_evaluation_scores_resumes_and_renders_in_chromium(
     assert latency.count('<rect class="bar"') == 4  # p50 and p95 of two models
     worst = dom[dom.index('id="worst-rows"') :]
     assert worst.count('class="worst-row"') == 20 and "What is 42 * 17?" in worst
+    assert_whiskers_inside_the_axis(score_chart)
 
     shot = tmp_path / "report.png"
     run_chromium(page, tmp_path / "profile", f"--screenshot={shot}", "--window-size=1280,2400")
     width, height, pixels = png_pixels(shot)
     assert (width, height) == (1280, 2400)
     assert len(set(pixels)) > 50  # text, bars and colours, not a blank page
+    # The drawn mean bars (35 % opaque over white) of the two models have different lengths, in the
+    # ratio of their means, and neither fills the whole 0-1 axis. The score chart is at the top.
+    bar_re = r'<rect class="bar" x="[\d.]+" y="[\d.]+" width="([\d.]+)" height="\d+" fill="(#[0-9a-f]{6})"'
+    widths = {colour: float(width) for width, colour in re.findall(bar_re, score_chart)[:2]}
+    grid = [float(x) for x in re.findall(r'<line class="grid" x1="([\d.]+)"', score_chart)]
+    rows = png_rows(shot, limit=700)
+    drawn = {colour: bar_extent(rows, on_white(colour, 0.35)) for colour in widths}
+    for colour, width in widths.items():
+        assert abs(drawn[colour] - width) <= 6, (colour, drawn[colour], width)
+        assert drawn[colour] < max(grid) - min(grid) - 10
+    first, second = drawn.values()
+    assert abs(first - second) > 40
 
 
 async def test_step_and_judge_errors_count_as_errors_never_as_zeros(
