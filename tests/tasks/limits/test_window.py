@@ -11,7 +11,7 @@ from tasks.limits.window import ConcurrencyWindow
 def simulate(
     window: ConcurrencyWindow, latency_at: Callable[[int], float], rounds: int, limit_at: int | None = None
 ) -> list[int]:
-    """Run `rounds` rounds, each filling the window and answering at `latency_at(size)`; 429s above `limit_at`."""
+    """Fill the window `rounds` times, answering at `latency_at(size)`; 429s above `limit_at`."""
     history = []
     for _ in range(rounds):
         size = window.window
