@@ -54,6 +54,10 @@ class Sizes:
     rate_warmup_s: float = 60.0
     memory_rows: tuple[int, ...] = (100_000, 1_000_000)
     capacity_requests: int = 20_000
+    # Input rows of the multi-model step (each goes to 3 models): 24 s of steady state at the ideal.
+    multi_model_rows: int = 1_920
+    multi_model_concurrency: int = 16
+    multi_model_latency_s: float = 0.2
     quick: bool = False
 
     @classmethod
@@ -76,6 +80,7 @@ class Sizes:
             rate_warmup_s=0.0,
             memory_rows=(1_000, 3_000),
             capacity_requests=3_000,
+            multi_model_rows=192,
             quick=True,
         )
 

@@ -147,19 +147,25 @@ def merge(paths: list[Path]) -> tuple[list[Result], dict[str, Any]]:
     names = list(dict.fromkeys(name for d in documents for name in d["benchmarks"]))
     results = [Result(**r) for name in names for r in chosen[name]["results"] if r["benchmark"] == name]
     used = [d for d in documents if d in chosen.values()]
+    # A file that is itself a merge contributes its own invocations, not one made-up invocation.
+    merged_from = [
+        {**m, "benchmarks": [n for n in m["benchmarks"] if n in names and chosen[n] is d]}
+        for d in used
+        for m in d.get("merged_from") or [{"date": d["date"], "commit": d.get("commit"), "benchmarks": names}]
+    ]
+    merged_from = [m for m in merged_from if m["benchmarks"]]
     meta: dict[str, Any] = {
         "size": "+".join(sorted({d["size"] for d in used})),
         "date": max(d["date"] for d in used),
         "machine": used[0]["machine"],
-        "commit": ", ".join(sorted({str(d.get("commit", "unknown")) for d in used})),
+        "commit": ", ".join(
+            sorted({c for m in merged_from for c in str(m.get("commit") or "unknown").split(", ")})
+        ),
         "benchmarks": names,
         "total_s": sum(d["total_s"] for d in used),
         "errors": {k: v for d in used for k, v in d.get("errors", {}).items() if chosen.get(k) is d},
         "load_average": {k: v for n in names for k, v in chosen[n].get("load_average", {}).items() if k == n},
-        "merged_from": [
-            {"date": d["date"], "commit": d.get("commit"), "benchmarks": [n for n in names if chosen[n] is d]}
-            for d in used
-        ],
+        "merged_from": merged_from,
     }
     return results, meta
 

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import latency, memory, rate_limit, report, sandbox_capacity, throughput
+from benchmarks import latency, memory, multi_model, rate_limit, report, sandbox_capacity, throughput
 from benchmarks.harness import REPO_ROOT, Result, Sizes, log
 
 BENCHMARKS: dict[str, Callable[[Sizes], list[Result]]] = {
@@ -30,6 +30,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], list[Result]]] = {
     "latency": latency.run,
     "rate_limit": rate_limit.run,
     "memory": memory.run,
+    "multi_model": multi_model.run,
 }
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 

@@ -9,7 +9,7 @@ import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
-BENCHMARKS = {"sandbox_capacity", "throughput", "latency", "rate_limit", "memory"}
+BENCHMARKS = {"sandbox_capacity", "throughput", "latency", "rate_limit", "memory", "multi_model"}
 
 
 def test_quick_suite_runs_every_benchmark_and_writes_its_table(tmp_path: Path) -> None:
