@@ -6,7 +6,8 @@ RPM is a GCRA bucket whose burst is paid for out of its rate, so no sliding 60 s
 than `rpm`; TPM is a bucket spreading estimated tokens plus a 60 s log (corrected to actual usage)
 capping them as the provider counts. A 429 pauses the key until Retry-After and, with `adaptive`,
 halves concurrency (AIMD); `x-ratelimit-*` headers pause it when nothing remains and teach unset
-limits. A registry finds a key's governor by an HMAC of the key, never the key.
+limits. A pause longer than `limits.max_pause`, or any wait past a request's deadline, ends the
+waiting requests (`tasks.limits.bounded`). A registry finds a key's governor by an HMAC of the key.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from typing import Any
 
 from gateway.errors import RateLimitError
 from schemas.spec import RateLimits
+from tasks.limits.bounded import KeyPausedError, refusal
 from tasks.limits.pacing import (
     MIN_WAIT,
     WINDOW_S,
@@ -36,6 +38,7 @@ from tasks.limits.pacing import (
     parse_reset,
     tighter,
 )
+from tasks.limits.waiters import Waiter
 
 Headers = Mapping[str, str]
 
@@ -94,36 +97,14 @@ class GovernorRegistry:
 PROCESS_GOVERNORS = GovernorRegistry()
 
 
-class _Waiter:
-    """A request in line, with the future (of its own loop) that wakes it."""
-
-    __slots__ = ("fut", "loop", "timed")
-
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self.loop = loop
-        self.fut: asyncio.Future[None] | None = None
-        self.timed = False  # sleeping out a time limit, which only a refund can shorten
-
-
-def _set_done(fut: asyncio.Future[None]) -> None:
-    if not fut.done():
-        fut.set_result(None)
-
-
-def _running_loop() -> asyncio.AbstractEventLoop | None:
-    try:
-        return asyncio.get_running_loop()
-    except RuntimeError:
-        return None
-
-
 class Permit:
     """One request's turn on a key: `async with gov.slot(...) as permit`, then report the outcome."""
 
-    __slots__ = ("_charge", "_estimate", "_gov", "_reported", "_seq")
+    __slots__ = ("_charge", "_deadline", "_estimate", "_gov", "_reported", "_seq")
 
-    def __init__(self, gov: RateGovernor, estimate: int) -> None:
+    def __init__(self, gov: RateGovernor, estimate: int, deadline: float) -> None:
         self._gov, self._estimate, self._seq, self._reported = gov, estimate, 0, False
+        self._deadline = deadline  # on the governor's clock; inf: none
         self._charge: Charge | None = None
 
     async def __aenter__(self) -> Permit:
@@ -133,10 +114,16 @@ class Permit:
     async def __aexit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        # A 429 the caller forgot to report still counts.
-        if isinstance(exc, RateLimitError) and not self._reported:
-            self.rate_limited(exc.retry_after)
+        if not isinstance(exc, RateLimitError) or isinstance(exc, KeyPausedError):
+            self._gov._release()
+            return
+        if not self._reported:  # a 429 the caller forgot to report still counts
+            self.rate_limited(exc.retry_after, exc.rate_limit)
         self._gov._release()
+        # The pause this 429 started may be longer than the request may wait: it ends now.
+        refused = self._gov._refusal(self, 0.0, cause=exc)
+        if refused is not None:
+            raise refused from exc
 
     def succeeded(self, total_tokens: int | None = None, headers: Headers | None = None) -> None:
         """The call succeeded: correct the token estimate to `total_tokens`, read rate-limit headers."""
@@ -164,7 +151,7 @@ class RateGovernor:
     ) -> None:
         self.key_id, self._clock, self._sleep = key_id, clock, sleep
         self._lock = threading.Lock()
-        self._queue: deque[_Waiter] = deque()
+        self._queue: deque[Waiter] = deque()
         self._in_flight = self._admitted = self._rate_limited = self._successes = 0
         self._paused_until = -math.inf
         # Admission number at the last decrease: 429s and successes of requests admitted before it
@@ -176,9 +163,14 @@ class RateGovernor:
         self._limit = _UNBOUNDED
         self._configure(limits or RateLimits())
 
-    def slot(self, estimated_tokens: int = 0) -> Permit:
-        """An async context manager admitting one request of about `estimated_tokens` tokens."""
-        return Permit(self, estimated_tokens)
+    def slot(self, estimated_tokens: int = 0, within: float | None = None) -> Permit:
+        """An async context manager admitting one request of about `estimated_tokens` tokens.
+
+        `within`: seconds the request may still wait (what is left of its deadline); a wait
+        beyond it, or a pause beyond `max_pause`, raises KeyPausedError instead of admitting.
+        """
+        deadline = math.inf if within is None else self._clock() + within
+        return Permit(self, estimated_tokens, deadline)
 
     def tighten(self, limits: RateLimits) -> None:
         """Merge another step's limits in: the tighter value of each wins."""
@@ -249,7 +241,7 @@ class RateGovernor:
                 if self._wait(permit._estimate, now) == 0.0:
                     self._take(permit, now)
                     return
-            waiter = _Waiter(asyncio.get_running_loop())
+            waiter = Waiter(asyncio.get_running_loop())
             self._queue.append(waiter)
         try:
             await self._wait_in_line(waiter, permit)
@@ -258,36 +250,39 @@ class RateGovernor:
                 self._forget(waiter)
             raise
 
-    async def _wait_in_line(self, waiter: _Waiter, permit: Permit) -> None:
-        """FIFO: only the head checks the limits; the others wait to become head."""
+    async def _wait_in_line(self, waiter: Waiter, permit: Permit) -> None:
+        """FIFO: only the head checks the limits; the others wait to become head (or give up)."""
         while True:
             delay = _BLOCKED
             with self._lock:
+                now = self._clock()
                 if self._queue[0] is waiter:
-                    now = self._clock()
                     delay = self._wait(permit._estimate, now)
                     if delay == 0.0:
                         self._queue.popleft()
                         self._take(permit, now)
                         self._wake_head()  # the next in line may fit at once
                         return
+                refused = self._refusal(permit, delay, now=now)
+                if refused is not None:
+                    raise refused  # _acquire takes it out of line and wakes the next
                 fut = waiter.fut = waiter.loop.create_future()
                 waiter.timed = delay != _BLOCKED
-            if delay == _BLOCKED:
-                await fut
-            elif self._sleep is asyncio.sleep:
-                # A timer handle is far cheaper than racing a sleeping task (the common case).
-                handle = waiter.loop.call_later(delay, _set_done, fut)
-                try:
-                    await fut
-                finally:
-                    handle.cancel()
-            else:
-                sleeper = asyncio.ensure_future(self._sleep(delay))
-                try:
-                    await asyncio.wait((fut, sleeper), return_when=asyncio.FIRST_COMPLETED)
-                finally:
-                    sleeper.cancel()
+            # Wake at the deadline at the latest, to give up then.
+            await waiter.until_woken(fut, min(delay, permit._deadline - now), self._sleep)
+
+    def _refusal(
+        self, permit: Permit, wait: float, *, now: float | None = None, cause: RateLimitError | None = None
+    ) -> KeyPausedError | None:
+        """Why `permit` must stop waiting (a pause beyond max_pause, its deadline), or None."""
+        now = self._clock() if now is None else now
+        return refusal(
+            pause_left=self._paused_until - now,
+            max_pause=self._limits.max_pause,
+            wait=wait,
+            deadline_left=permit._deadline - now,
+            cause=cause,
+        )
 
     def _wait(self, cost: int, now: float) -> float:
         """0.0 if a request of `cost` tokens may go now, else seconds to wait (inf: for a slot)."""
@@ -318,20 +313,13 @@ class RateGovernor:
         """Wake the head if it waits for this kind of event; lock held. Drops dead loops' waiters."""
         while self._queue:
             waiter = self._queue[0]
-            fut = waiter.fut
-            if fut is None or not (timed if waiter.timed else untimed):
+            if waiter.fut is None or not (timed if waiter.timed else untimed):
                 return
-            waiter.fut = None
-            try:
-                if waiter.loop is _running_loop():
-                    _set_done(fut)  # same loop: no need to go through the loop's self-pipe
-                else:
-                    waiter.loop.call_soon_threadsafe(_set_done, fut)
+            if waiter.wake():
                 return
-            except RuntimeError:  # its loop is closed: nobody will ever take this turn
-                self._queue.popleft()
+            self._queue.popleft()  # its loop is closed: nobody will ever take this turn
 
-    def _forget(self, waiter: _Waiter) -> None:
+    def _forget(self, waiter: Waiter) -> None:
         """Take a cancelled waiter out of line; lock held."""
         if waiter in self._queue:
             was_head = self._queue[0] is waiter

@@ -27,7 +27,7 @@ def tighter(x: int | None, y: int | None) -> int | None:
 
 
 def merge_limits(a: RateLimits, b: RateLimits) -> RateLimits:
-    """The tighter of two limit sets: the min of each configured value and max_pause; adaptive if either is."""
+    """The tighter of two limit sets: the min of each value set (and of max_pause); adaptive if either is."""
     tightest = {f: tighter(getattr(a, f), getattr(b, f)) for f in ("rpm", "tpm", "max_concurrency")}
     max_pause = min(a.max_pause, b.max_pause)
     return RateLimits(**tightest, adaptive=a.adaptive or b.adaptive, max_pause=max_pause)

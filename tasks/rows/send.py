@@ -9,6 +9,7 @@ whatever the row's end.
 
 from __future__ import annotations
 
+import time
 import uuid
 from typing import Any
 
@@ -69,8 +70,12 @@ async def _call(lane: Lane, body: dict[str, Any], sent: Sent) -> ChatResult:
         raise _BudgetRefused
     paid = 0.0
     idempotency_key = f"byokflow-{uuid.uuid4().hex}"
+    # Waiting for the key's governor counts against the deadline, like the attempts themselves.
+    deadline = time.monotonic() + lane.step.retry.deadline
     try:
-        outcome = await call_with_retries(lambda: _governed(lane, body, idempotency_key), lane.step.retry)
+        outcome = await call_with_retries(
+            lambda: _governed(lane, body, idempotency_key, deadline), lane.step.retry
+        )
         sent.attempts += outcome.attempts
         if outcome.result is not None:
             paid = _add_usage(lane, sent, outcome.result)
@@ -82,10 +87,11 @@ async def _call(lane: Lane, body: dict[str, Any], sent: Sent) -> ChatResult:
     return outcome.result
 
 
-async def _governed(lane: Lane, body: dict[str, Any], idempotency_key: str) -> ChatResult:
-    """One attempt, admitted by the key's rate governor and reported back to it."""
+async def _governed(lane: Lane, body: dict[str, Any], idempotency_key: str, deadline: float) -> ChatResult:
+    """One attempt, admitted by the key's rate governor (by `deadline` at the latest) and reported back."""
     governor = lane.pool.governor
-    async with governor.slot(estimated_tokens=expected_tokens(body)) as permit:
+    within = deadline - time.monotonic()
+    async with governor.slot(estimated_tokens=expected_tokens(body), within=within) as permit:
         try:
             result = await lane.pool.client.chat(body, idempotency_key=idempotency_key)
         except RateLimitError as exc:
