@@ -31,6 +31,7 @@ from tasks.inputs.dataset import iter_shards
 from tasks.rows.tally import StepShardOutcome
 from tasks.run.context import RunContext, RunPlan
 from tasks.run.control import RunControl
+from tasks.run.open_files import ensure_open_files
 from tasks.shard_task import run_step_shard
 from tasks.store.compaction import compact_outputs
 from tasks.store.done_index import load_done_index
@@ -175,7 +176,8 @@ async def _run_shards(
     checked: CheckedPipeline, context: RunContext, limit: int | None, progress: ProgressArtifact
 ) -> list[StepShardOutcome]:
     spec = checked.spec
-    concurrency = max(step.concurrency for step in spec.steps)
+    concurrency = max(step.max_in_flight() for step in spec.steps)
+    ensure_open_files(sum(s.max_in_flight() * len(s.model_names) for s in spec.steps), get_run_logger())
     # Enough shards in flight to keep every step's concurrency busy, few enough to bound memory.
     in_flight = max(2, math.ceil(concurrency / spec.shard_size) + 1)
     outcomes: list[StepShardOutcome] = []

@@ -34,6 +34,9 @@ class StepSummary:
     latency_p95_ms: float | None = None
     # None when some result's model has no known price: "unknown", never a made-up zero.
     cost_usd: float | None = None
+    # `concurrency: auto`: the in-flight window at the end of the run, and why it last changed.
+    window: int | None = None
+    window_reason: str | None = None
 
 
 @dataclass
@@ -94,6 +97,8 @@ def summarize(
             step.prompt_tokens += outcome.prompt_tokens[model]
             step.completion_tokens += outcome.completion_tokens[model]
             error_types[key].update(outcome.error_types.get(model, Counter()))
+            if model in outcome.windows:  # the latest shard's window is the run's last word
+                step.window, step.window_reason = outcome.windows[model]
     for key, counts in error_types.items():
         steps[key].error_types = dict(sorted(counts.items()))
     _add_latencies(steps, output_dir, run_id)
@@ -154,6 +159,7 @@ def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:
                 "tokens in/out": f"{step.prompt_tokens}/{step.completion_tokens}",
                 "p50/p95 ms": f"{_ms(step.latency_p50_ms)}/{_ms(step.latency_p95_ms)}",
                 "cost USD": "unknown" if step.cost_usd is None else f"{step.cost_usd:.4f}",
+                "window": "-" if step.window is None else f"{step.window} ({step.window_reason})",
             }
         )
     return rows

@@ -16,6 +16,8 @@ from schemas.providers import split_model, unknown_provider_message
 from schemas.scoring import ScoreList
 
 STEP_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# The most requests `concurrency: auto` keeps in flight per (step, model).
+AUTO_CONCURRENCY_CEILING = 5000
 
 
 class SpecModel(BaseModel):
@@ -184,7 +186,12 @@ class StepSpec(SpecModel):
     )
     stream: bool = Field(False, description="Stream responses (SSE); records also get time to first token.")
     runner: RunnerSpec | None = Field(None, description="Run the tool-calling loop for each row.")
-    concurrency: int = Field(64, ge=1, le=10_000, description="Requests in flight per model of this step.")
+    concurrency: Annotated[int, Field(ge=1, le=10_000)] | Literal["auto"] = Field(
+        "auto",
+        description="Requests in flight per model of this step: a number pins it; 'auto' (the default) "
+        "finds it, growing while answers keep their latency and backing off on 429s, timeouts and "
+        "latency inflation, up to 5,000 (and the key's max_concurrency).",
+    )
     timeout: float = Field(60.0, gt=0, description="Seconds one request may take.")
     retry: RetryPolicy = Field(default_factory=RetryPolicy)
     limits: RateLimits = Field(
@@ -249,6 +256,11 @@ class StepSpec(SpecModel):
         if isinstance(self.credentials, dict):
             return self.credentials.get(split_model(model)[0] or "")
         return self.credentials
+
+    def max_in_flight(self) -> int:
+        """The most requests of one model of this step in flight: the number, or auto's ceiling."""
+        ceiling = AUTO_CONCURRENCY_CEILING if self.concurrency == "auto" else self.concurrency
+        return min(ceiling, self.limits.max_concurrency or ceiling)
 
     def provider_for(self, model: str) -> str:
         """The provider requests to `model` go to."""

@@ -56,6 +56,10 @@ async def run_step_shard(
 
     def on_outcome(lane: Lane, row: RowOutcome) -> None:
         outcome.add(lane.model, row, keep_outputs)
+        window = lane.pool.slots.window
+        if window is not None:
+            progress.set_window(step.name, lane.model, window.window, window.reason)
+            outcome.windows[lane.model] = (window.window, window.reason)
         record = row.record
         if row.kind is OutcomeKind.SKIPPED:
             progress.record_skipped(step.name)

@@ -20,8 +20,9 @@ import math
 from collections import deque
 from dataclasses import dataclass, field
 
+from schemas.spec import AUTO_CONCURRENCY_CEILING as CEILING
+
 START = 8
-CEILING = 5000
 INFLATION = 1.3
 AVOIDANCE_GROWTH = 1.1
 # Rounds over which the latency baseline is the minimum (so it follows a lasting change).

@@ -6,7 +6,6 @@ row (prepare, send, record) read only their lane, so they can be tested without 
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -17,6 +16,7 @@ from schemas.records import ErrorRecord, ResultRecord
 from schemas.spec import StepSpec
 from tasks.limits.budget import BudgetGuard
 from tasks.limits.governor import RateGovernor
+from tasks.limits.slots import InFlightSlots
 from tasks.rows.local_tools import LocalTool
 from tasks.rows.render import StepRenderer
 from tasks.rows.structured import OutputValidator
@@ -39,10 +39,10 @@ class StopFlag(Protocol):
 
 
 class Pool(Protocol):
-    """A (step, model)'s client, concurrency bound and key governor."""
+    """A (step, model)'s client, in-flight bound and key governor."""
 
     client: GatewayClient
-    slots: asyncio.Semaphore
+    slots: InFlightSlots
     governor: RateGovernor
 
 

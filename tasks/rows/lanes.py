@@ -1,6 +1,6 @@
 """Every row of a shard through every lane (model) of its step, all lanes at once.
 
-Each lane has its own workers, as many as the step's concurrency, so a step with three models
+Each lane has its own workers, as many as the step may have in flight, so a step with three models
 keeps three models busy at once rather than queueing every worker behind the first model.
 Workers pull rows one by one: a bounded set of coroutines, not a task per row.
 """
@@ -32,7 +32,7 @@ async def run_lanes(
     workers = []
     for lane in lanes:
         jobs = iter(range(len(rows)))
-        workers += [worker(lane, jobs) for _ in range(min(len(rows), lane.step.concurrency))]
+        workers += [worker(lane, jobs) for _ in range(min(len(rows), lane.step.max_in_flight()))]
     # Every worker runs to its end even if another fails: requests in flight are awaited and
     # journaled, never abandoned; only then does a failure (a full disk, say) propagate.
     ended = await asyncio.gather(*workers, return_exceptions=True)

@@ -13,7 +13,8 @@ import time
 import uuid
 from typing import Any
 
-from gateway import ChatResult, GatewayError, RateLimitError
+from gateway import APITimeoutError, ChatResult, GatewayError, RateLimitError
+from tasks.limits.window import ConcurrencyWindow
 from tasks.rows.lane import Lane
 from tasks.rows.outcome import RowOutcome
 from tasks.rows.request import Request, Sent
@@ -89,17 +90,36 @@ async def _call(lane: Lane, body: dict[str, Any], sent: Sent) -> ChatResult:
 
 async def _governed(lane: Lane, body: dict[str, Any], idempotency_key: str, deadline: float) -> ChatResult:
     """One attempt, admitted by the key's rate governor (by `deadline` at the latest) and reported back."""
-    governor = lane.pool.governor
+    governor, window = lane.pool.governor, lane.pool.slots.window
     within = deadline - time.monotonic()
     async with governor.slot(estimated_tokens=expected_tokens(body), within=within) as permit:
+        # Latency is the call's own, not the wait for the governor: pacing is not congestion.
+        started = time.monotonic()
         try:
             result = await lane.pool.client.chat(body, idempotency_key=idempotency_key)
         except RateLimitError as exc:
             permit.rate_limited(retry_after=exc.retry_after, headers=exc.rate_limit)
+            _observe(window, started, "rate_limited")
             raise
+        except APITimeoutError:
+            _observe(window, started, "timeout")
+            raise
+        except GatewayError:
+            _observe(window, started, None)
+            raise
+        _observe(window, started, None)
         usage = result.completion.usage
         permit.succeeded(total_tokens=usage.total_tokens if usage else None, headers=result.rate_limit)
         return result
+
+
+def _observe(window: ConcurrencyWindow | None, started: float, congestion: str | None) -> None:
+    """Tell the step's window (with `concurrency: auto`) how a call went."""
+    if window is None:
+        return
+    if congestion is not None:
+        window.congested(congestion)
+    window.answered(time.monotonic() - started)
 
 
 def _add_usage(lane: Lane, sent: Sent, result: ChatResult) -> float:

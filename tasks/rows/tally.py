@@ -25,6 +25,8 @@ class StepShardOutcome:
     outputs: dict[str, dict[str, Any]] = field(default_factory=dict)
     failed: set[str] = field(default_factory=set)
     stopped: set[str] = field(default_factory=set)
+    # Per model with `concurrency: auto`: the window when the shard ended, and why it last changed.
+    windows: dict[str, tuple[int, str]] = field(default_factory=dict)
 
     def add(self, model: str, outcome: RowOutcome, keep_outputs: bool) -> None:
         """Count one row's outcome of `model`."""

@@ -15,15 +15,18 @@ from dataclasses import dataclass
 from gateway import GatewayClient
 from schemas.spec import GatewaySpec, RateLimits, StepSpec
 from tasks.limits.governor import GovernorRegistry, RateGovernor
+from tasks.limits.slots import InFlightSlots
+from tasks.limits.window import ConcurrencyWindow
 from tasks.run.credentials import load_key
 
 
 @dataclass
 class StepPool:
-    """What every request of a (step, model) shares: its client and its concurrency bound."""
+    """What every request of a (step, model) shares: its client and its in-flight bound."""
 
     client: GatewayClient
-    slots: asyncio.Semaphore
+    # A fixed number, or the window `concurrency: auto` finds (`slots.window`).
+    slots: InFlightSlots
     # Shared with every other step that uses the same key.
     governor: RateGovernor
 
@@ -72,13 +75,17 @@ class StepPools:
             provider_key=provider_key,
             provider_model=credentials.provider_model if credentials else None,
             timeout=step.timeout,
-            max_connections=step.concurrency,
+            max_connections=step.max_in_flight(),
             # The spec is the single source of truth: no DEDALUS_* fallbacks inside a run.
             environ={},
         )
         limits = share_of(step.limits, self._processes)
         governor = self._governors.governor_for(provider_key or api_key, limits)
-        return StepPool(client=client, slots=asyncio.Semaphore(step.concurrency), governor=governor)
+        if step.concurrency == "auto":
+            slots = InFlightSlots(window=ConcurrencyWindow(maximum=step.max_in_flight()))
+        else:
+            slots = InFlightSlots(fixed=step.max_in_flight())
+        return StepPool(client=client, slots=slots, governor=governor)
 
 
 def share_of(limits: RateLimits, processes: int) -> RateLimits:

@@ -24,6 +24,15 @@ class StepProgress:
     cost_usd: float = 0.0
     cost_unknown: bool = False
     error_types: Counter[str] = field(default_factory=Counter)
+    # Per model: requests allowed in flight now, and why it last changed (`concurrency: auto`).
+    windows: dict[str, tuple[int, str]] = field(default_factory=dict)
+
+    def window_text(self) -> str:
+        """The in-flight window(s) for a progress line, e.g. `window 240 (growing)`."""
+        if not self.windows:
+            return ""
+        parts = [f"{size} ({reason})" for size, reason in self.windows.values()]
+        return "window " + ", ".join(parts)
 
     @property
     def done(self) -> int:
@@ -49,6 +58,11 @@ class ProgressBoard:
         """`rows` more rows are known to need `step`."""
         with self._lock:
             self.steps.setdefault(step, StepProgress()).total += rows
+
+    def set_window(self, step: str, model: str, size: int, reason: str) -> None:
+        """The window of `step`'s `model` is now `size`, last changed for `reason`."""
+        with self._lock:
+            self.steps.setdefault(step, StepProgress()).windows[model] = (size, reason)
 
     def record_skipped(self, step: str) -> None:
         """One row of `step` already had its record from an earlier run."""

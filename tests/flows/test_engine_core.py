@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.pipeline import pipeline
-from sandbox import SandboxServer
+from sandbox import SandboxConfig, SandboxServer
 from tasks.run.control import RunControl
 from tests.conftest import SANDBOX_GATEWAY_KEY
 from tests.flows.support import GATEWAY_ENV, make_spec, read, step, write_prompts
@@ -70,3 +70,15 @@ async def test_two_pipelines_run_at_the_same_time_each_counting_its_own_rows(
     await asyncio.gather(*(pipeline(s, control=c) for s, c in zip(specs, controls, strict=True)))
     assert [c.progress.steps["answer"].ok for c in controls] == [40, 60]
     assert clean_sandbox.stats()["requests"] == 100
+
+
+async def test_concurrency_auto_finds_its_window_and_the_summary_says_so(tmp_path: Path) -> None:
+    config = SandboxConfig(gateway_keys=[SANDBOX_GATEWAY_KEY], latency={"fixed_ms": 50})
+    write_prompts(tmp_path / "prompts.parquet", [f"question {i}" for i in range(600)])
+    with SandboxServer(config) as server:
+        # No `concurrency`: auto, starting at 8 requests in flight.
+        summary = await pipeline(make_spec(tmp_path, server.url, [step()], shard_size=600))
+    [answer] = summary.steps
+    assert answer.ok == 600
+    assert answer.window is not None and answer.window >= 64
+    assert answer.window_reason in ("slow start", "growing", "at maximum")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -13,6 +12,8 @@ from schemas.spec import StepSpec
 from schemas.wire import ChatCompletion
 from tasks.limits.budget import BudgetGuard
 from tasks.limits.governor import RateGovernor
+from tasks.limits.slots import InFlightSlots
+from tasks.limits.window import ConcurrencyWindow
 from tasks.rows.lane import Lane
 from tasks.rows.render import StepRenderer
 from tasks.rows.structured import OutputValidator
@@ -62,7 +63,8 @@ class FakePool:
 
     def __init__(self, client: FakeClient, concurrency: int) -> None:
         self.client: Any = client
-        self.slots = asyncio.Semaphore(concurrency)
+        auto = InFlightSlots(window=ConcurrencyWindow())
+        self.slots = InFlightSlots(fixed=concurrency) if concurrency else auto
         self.governor = RateGovernor()
 
 
@@ -95,7 +97,7 @@ def lane(
         tools=tools or {},
         prices=PRICES,
         budget=budget or BudgetGuard(None),
-        pool=FakePool(client, step.concurrency),
+        pool=FakePool(client, step.concurrency if step.concurrency != "auto" else 0),
         index=DoneIndex(),
         journal=journal or ListJournal(),
         stop=StopSignal(),
