@@ -97,8 +97,10 @@ def fit_hint(schema: dict[str, Any], value: Any) -> tuple[bool, Any]:
     if "enum" in schema:
         return (value in schema["enum"], value)
     if kind in ("integer", "number") and isinstance(value, int | float) and not isinstance(value, bool):
-        low, high, _, _ = _bounds(schema)
-        clamped = min(max(value, low), high)
+        # Only bounds the schema declares (not the generator's default span) limit a hint.
+        low, _ = _side(schema.get("minimum"), schema.get("exclusiveMinimum"), operator.gt)
+        high, _ = _side(schema.get("maximum"), schema.get("exclusiveMaximum"), operator.lt)
+        clamped = min(max(value, low if low is not None else value), high if high is not None else value)
         return (True, int(clamped) if kind == "integer" else clamped)
     if kind == "string" and isinstance(value, str) and len(value) >= int(schema.get("minLength", 0)):
         return (True, value[: int(schema.get("maxLength", len(value)))])

@@ -63,6 +63,7 @@ def user(text: str) -> ChatMessage:
     ("question", "specs", "expected"),
     [
         ("What is 42 * 17?", [CALCULATOR], [("calculator", {"a": 42, "b": 17, "operation": "multiply"})]),
+        ("What is 1250 / 5?", [CALCULATOR], [("calculator", {"a": 1250, "b": 5, "operation": "divide"})]),
         ("What is 42 * 17?", [MULTIPLY, CALCULATOR], [("multiply", {"x": 42, "y": 17})]),
         ("What is 42 times 17?", [MULTIPLY], [("multiply", {"x": 42, "y": 17})]),
         ("What is 2.5 + 4?", [ADD, MULTIPLY], [("add_numbers", {"first": 2.5, "second": 4})]),
@@ -92,6 +93,7 @@ def test_other_tools_are_matched_by_their_words_and_get_arguments_from_the_quest
     assert arguments["city"] == "San Francisco" and arguments["units"] == "imperial"
     assert 1 <= arguments["days"] <= 14
     assert planned("Forecast for Paris this week", FORECAST)[0][1]["days"] == 7
+    assert planned("Forecast for Paris for the next 30 days", FORECAST)[0][1]["days"] == 14  # its maximum
     assert planned("Find the customer 'Ada Lovelace' please", LOOKUP) == [
         ("lookup_customer", {"name": "Ada Lovelace"})
     ]
