@@ -58,6 +58,13 @@ def run(
         str | None,
         typer.Option(help="Run shards on Dask: a scheduler address, or 'local:N' for N local workers."),
     ] = None,
+    continues: Annotated[
+        str | None,
+        typer.Option(
+            help="The output directory belongs to this other pipeline, which this one continues "
+            "(without it, another pipeline's output directory is refused).",
+        ),
+    ] = None,
 ) -> None:
     """Run a pipeline: exit 0 when it finished (provider errors are records), 2 on invalid input."""
     _quiet_prefect()
@@ -72,12 +79,13 @@ def run(
     resume_hint = (
         f"byokflow run {spec}" + (f" --out {out}" if out else "") + (" --sandbox" if use_sandbox else "")
     )
+    options: dict[str, Any] = {"out": output_dir, "limit": limit, "continues": continues}
     if not use_sandbox:
-        _run_with_display(pipeline_spec, output_dir, resume_hint, out=output_dir, limit=limit)
+        _run_with_display(pipeline_spec, output_dir, resume_hint, **options)
         return
     with against_sandbox(pipeline_spec) as sandboxed:
         console.print(f"sandbox gateway on {sandboxed.gateway.base_url}")
-        _run_with_display(sandboxed, output_dir, resume_hint, out=output_dir, limit=limit)
+        _run_with_display(sandboxed, output_dir, resume_hint, **options)
 
 
 def _with_dask(spec: Any, dask: str | None) -> Any:

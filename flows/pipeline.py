@@ -37,6 +37,7 @@ from tasks.store.compaction import compact_outputs
 from tasks.store.done_index import load_done_index
 from tasks.store.journal import recover_journals
 from tasks.store.output_lock import output_lock
+from tasks.store.ownership import check_owner, owner_of
 
 
 @flow(name="byokflow-pipeline", log_prints=False)
@@ -48,6 +49,7 @@ async def pipeline(
     error_types: list[str] | None = None,
     control: RunControl | None = None,
     prechecked: CheckedPipeline | None = None,
+    continues: str | None = None,
 ) -> RunSummary:
     """Run a pipeline (a spec object or a spec path) and return its summary.
 
@@ -55,6 +57,8 @@ async def pipeline(
     records (of `error_types`, or all) are requested again and replaced by their new records.
     `control` lets the caller watch the run's progress and stop it; `prechecked` is the result
     of a `preflight` the caller just ran on the same spec (so the dataset is not scanned twice).
+    An output directory written by a pipeline of another name is refused, unless `continues`
+    names that pipeline (this one takes the directory over).
     """
     spec = _as_spec(spec, out)
     checked = prechecked if prechecked is not None and prechecked.spec == spec else await preflight(spec)
@@ -62,6 +66,7 @@ async def pipeline(
     run_id = str(flow_run.get_id() or uuid.uuid4())
     retry_types = frozenset(error_types or ()) if retry_errors else None
     with output_lock(spec.output.path):
+        check_owner(spec, continues)  # before anything in the directory is touched
         context = _start_run(checked, run_id, retry_types, limit, control or RunControl())
         started = time.monotonic()
         progress = ProgressArtifact(spec.name, context.control.progress)
@@ -142,7 +147,7 @@ async def _finish_run(
     models = {name: spec.step(name).model_names for name in checked.order}
     total = _total_rows(checked, limit)
     summary = summarize(spec.name, run.run_id, run.output_dir, total, elapsed_s, models, outcomes)
-    write_manifest(summary, spec.model_dump(mode="json"))
+    write_manifest(summary, spec.model_dump(mode="json"), owner_of(spec))
     await publish_summary(summary)
     await evaluate(spec, run.output_dir, run.run_id, checked.dataset)
     logger.info("byokflow run %s finished: %d records in %.1f s", run.run_id, summary.records, elapsed_s)

@@ -127,8 +127,8 @@ def _add_latencies(steps: dict[tuple[str, str], StepSummary], output_dir: str, r
             step.latency_p50_ms, step.latency_p95_ms = round(p50, 1), round(p95, 1)
 
 
-def write_manifest(summary: RunSummary, spec_json: dict[str, Any]) -> Path:
-    """Write `manifest.json` in the output directory: the last run, and the ids of earlier ones."""
+def write_manifest(summary: RunSummary, spec_json: dict[str, Any], owner: dict[str, str]) -> Path:
+    """Write `manifest.json` in the output directory: its owner, the last run, earlier runs' ids."""
     path = Path(summary.output_dir) / "manifest.json"
     earlier: list[str] = []
     if path.exists():
@@ -136,6 +136,7 @@ def write_manifest(summary: RunSummary, spec_json: dict[str, Any]) -> Path:
         earlier = [*previous.get("earlier_runs", []), previous.get("run", {}).get("run_id")]
     manifest = {
         "format": "byokflow-output/1",
+        "owner": owner,
         "run": summary.to_dict(),
         "spec": spec_json,
         "earlier_runs": [run for run in earlier if run],

@@ -1,0 +1,66 @@
+"""Which pipeline owns an output directory, so another pipeline never replaces its records.
+
+Records are keyed by (row, step, model): a different pipeline with the same step names, run into
+the same directory, would supersede the first one's records and overwrite its manifest. The
+manifest names the pipeline that wrote the directory and a fingerprint of its steps; a run of a
+pipeline with another name is refused unless it says it continues that pipeline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from schemas.spec import PipelineSpec
+from tasks.errors import PipelineError
+
+MANIFEST = "manifest.json"
+
+
+class OutputOwnedError(PipelineError):
+    """The output directory holds the records of another pipeline."""
+
+
+def steps_fingerprint(spec: PipelineSpec) -> str:
+    """A short hash of the pipeline's steps: names, models and everything that defines a request."""
+    steps = [step.model_dump(mode="json") for step in spec.steps]
+    return hashlib.sha256(json.dumps(steps, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def owner_of(spec: PipelineSpec) -> dict[str, str]:
+    """What the manifest records as the directory's owner."""
+    return {"pipeline": spec.name, "steps_fingerprint": steps_fingerprint(spec)}
+
+
+def recorded_owner(output_dir: str) -> dict[str, str] | None:
+    """The owner an output directory's manifest names (None: no manifest, or an unreadable one)."""
+    path = Path(output_dir) / MANIFEST
+    try:
+        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    owner = manifest.get("owner")
+    if isinstance(owner, dict) and isinstance(owner.get("pipeline"), str):
+        return {"pipeline": owner["pipeline"], "steps_fingerprint": str(owner.get("steps_fingerprint", "?"))}
+    # A manifest written before owners were recorded: its spec names the pipeline.
+    name = (manifest.get("spec") or {}).get("name") if isinstance(manifest.get("spec"), dict) else None
+    return {"pipeline": name, "steps_fingerprint": "?"} if isinstance(name, str) else None
+
+
+def check_owner(spec: PipelineSpec, continues: str | None = None) -> None:
+    """Raise OutputOwnedError if another pipeline owns `spec`'s output directory.
+
+    `continues` names the pipeline this one knowingly continues (a renamed pipeline, say).
+    """
+    owner = recorded_owner(spec.output.path)
+    if owner is None or owner["pipeline"] in (spec.name, continues):
+        return
+    mine = owner_of(spec)
+    raise OutputOwnedError(
+        f"output directory {spec.output.path!r} belongs to pipeline {owner['pipeline']!r} (steps "
+        f"{owner['steps_fingerprint']}); this is pipeline {spec.name!r} (steps {mine['steps_fingerprint']}). "
+        "Its records would be replaced: use another output directory, or, if this pipeline continues "
+        f"that one, say so with `--continues {owner['pipeline']}` (flow parameter continues=...)"
+    )
