@@ -6,8 +6,9 @@ when as many answers have come back as the window allowed in flight):
 - **slow start**: the window doubles each round while every slot is busy and latency holds;
 - **congestion avoidance** (after the first back-off): it grows by a tenth per round;
 - **back-off**: a 429 or a timeout halves it; latency inflated beyond `INFLATION` × the
-  baseline (the lowest round latency seen lately) scales it by baseline ÷ latency — a saturated
-  endpoint queues requests, so the window shrinks to what it serves without queueing;
+  baseline (the lowest round latency seen lately) for two rounds running scales it by
+  baseline ÷ latency — a saturated endpoint queues requests, so the window shrinks to what it
+  serves without queueing (one slow round is noise, not congestion);
 - it never leaves [`minimum`, `maximum`]; `maximum` is the user's explicit limit or the ceiling.
 
 Observations in, window out: no clock, no I/O, so it is tested on synthetic traces. The key's
@@ -40,6 +41,7 @@ class WindowState:
     latency_sum: float = 0.0
     congested: str | None = None
     peak_in_flight: int = 0
+    inflated_rounds: int = 0
     rounds: deque[float] = field(default_factory=lambda: deque(maxlen=BASELINE_ROUNDS))
 
 
@@ -84,12 +86,15 @@ class ConcurrencyWindow:
         state.rounds.append(latency)
         baseline = min(state.rounds)
         binding = state.peak_in_flight >= state.window
+        state.inflated_rounds = state.inflated_rounds + 1 if latency > INFLATION * baseline else 0
         if state.congested is not None:
             self._set(math.floor(state.window / 2), f"back-off: {state.congested}")
             state.slow_start = False
-        elif latency > INFLATION * baseline:
+        elif state.inflated_rounds >= 2:
             self._set(math.floor(state.window * baseline / latency), "back-off: latency inflation")
-            state.slow_start = False
+            state.slow_start, state.inflated_rounds = False, 0
+        elif state.inflated_rounds:
+            pass  # hold for a round: inflation must last to count
         elif binding and state.window >= self.maximum:
             state.reason = "at maximum"
         elif binding:

@@ -70,3 +70,13 @@ def test_a_window_not_filled_does_not_grow() -> None:
         for _ in range(window.window):
             window.answered(1.0)
     assert window.window == 8
+
+
+def test_one_slow_round_is_noise_and_does_not_shrink_the_window() -> None:
+    window = ConcurrencyWindow()
+    simulate(window, lambda size: 1.0, rounds=4)
+    grown = window.window
+    simulate(window, lambda size: 3.0, rounds=1)  # one round three times slower
+    assert window.window >= grown
+    simulate(window, lambda size: 3.0, rounds=2)  # it lasts: now it is congestion
+    assert window.window < grown and window.reason == "back-off: latency inflation"
