@@ -14,7 +14,7 @@ from schemas.spec import PipelineSpec
 from tasks.errors import TemplateError
 from tasks.inputs.dataset import check_columns, check_ids, check_prompt_values, open_dataset
 from tasks.rows.local_tools import load_tool
-from tasks.rows.render import StepRenderer
+from tasks.rows.render import RESERVED_NAMES, StepRenderer
 from tasks.rows.structured import OutputValidator
 from tasks.run.credentials import load_key
 
@@ -54,9 +54,10 @@ async def preflight(spec: PipelineSpec, *, check_keys: bool = True, sample_rows:
     _check_imports(spec)
     prices = load_prices(spec.prices)
     _check_prices(spec, prices)
+    dataset = open_dataset(spec.input)
+    _check_reserved_names(spec, dataset.schema.names, renderers)
     depends_on = {name: r.referenced_steps() for name, r in renderers.items()}
     order = _step_order(spec, depends_on)
-    dataset = open_dataset(spec.input)
     needed = set().union(*(r.referenced_columns() for r in renderers.values()))
     check_columns(dataset, spec.input, needed | set(spec.input.columns or ()))
     rows = check_ids(dataset, spec.input)
@@ -67,6 +68,21 @@ async def preflight(spec: PipelineSpec, *, check_keys: bool = True, sample_rows:
     if check_keys:
         await _check_keys(spec)
     return CheckedPipeline(spec, dataset, rows, columns, order, depends_on, prices, samples)
+
+
+def _check_reserved_names(spec: PipelineSpec, columns: list[str], renderers: dict[str, StepRenderer]) -> None:
+    """A column named like a name templates reserve (`steps`, `row`) is never silently shadowed."""
+    valid = {"steps": {step.name for step in spec.steps}, "row": set(columns)}
+    for name, meaning in RESERVED_NAMES.items():
+        if name not in columns:
+            continue
+        for step_name, renderer in renderers.items():
+            if any(key is None or key not in valid[name] for key in renderer.namespace_reads(name)):
+                raise TemplateError(
+                    f"input {spec.input.path!r}: column {name!r} collides with the template name "
+                    f"`{name}` (step {step_name!r}), which means {meaning}; read the column as "
+                    f"`{{{{ row.{name} }}}}`"
+                )
 
 
 def _step_order(spec: PipelineSpec, depends_on: dict[str, set[str]]) -> list[str]:

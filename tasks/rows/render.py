@@ -1,7 +1,8 @@
 """Rendering a step's prompt templates for one row into a chat completion request body.
 
 Templates are Jinja2 in a sandboxed environment with strict undefined names, compiled once per
-step. A template sees the row's columns by name and earlier steps' records as `steps.<name>`.
+step. A template sees the row's columns by name (and as `row.<column>`) and earlier steps' records
+as `steps.<name>`. `steps` and `row` are reserved: a column of that name is read as `row.<name>`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from tasks.errors import TemplateError
 
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _ROLES = {"developer", "system", "user", "assistant", "tool"}
+# Names the renderer puts in every template's context, over any column of the same name.
+RESERVED_NAMES = {"steps": "earlier steps' records (steps.<step>.output)", "row": "the row's columns"}
 
 
 class StepRenderer:
@@ -32,23 +35,32 @@ class StepRenderer:
         """Input columns the templates (or `messages_column`) read."""
         names: set[str] = set()
         for _, source in self._sources:
-            names |= meta.find_undeclared_variables(_ENV.parse(source))
-        names.discard("steps")
+            names |= meta.find_undeclared_variables(_ENV.parse(source)) - RESERVED_NAMES.keys()
+        names |= {key for key in self.namespace_reads("row") if key is not None}
         if self.step.messages_column:
             names.add(self.step.messages_column)
         return names
 
     def referenced_steps(self) -> set[str]:
         """Names of earlier steps whose records the templates use (`steps.<name>`)."""
-        found: set[str] = set()
+        return {key for key in self.namespace_reads("steps") if key is not None}
+
+    def namespace_reads(self, name: str) -> list[str | None]:
+        """What the templates read from the reserved `name`: `name.<key>` keys, None for any other use."""
+        found: list[str | None] = []
         for _, source in self._sources:
-            for node in _ENV.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
+            tree, keyed = _ENV.parse(source), set()
+            for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
                 assert isinstance(node, nodes.Getattr | nodes.Getitem)
                 target = node.node
-                if isinstance(target, nodes.Name) and target.name == "steps":
+                if isinstance(target, nodes.Name) and target.name == name:
                     key = node.attr if isinstance(node, nodes.Getattr) else _const(node.arg)
                     if key is not None:
-                        found.add(key)
+                        found.append(key)
+                        keyed.add(id(target))
+            # A bare `name` (or a computed key): not a plain read of one key.
+            bare = [n for n in tree.find_all(nodes.Name) if n.name == name and id(n) not in keyed]
+            found += [None] * len(bare)
         return found
 
     def messages(
@@ -57,7 +69,7 @@ class StepRenderer:
         """The chat messages for `row`; raises TemplateError naming the step and template."""
         if self.step.messages_column:
             return _messages_from_column(self.step, row)
-        context = {**row, "steps": steps or {}}
+        context = {**row, "steps": steps or {}, "row": row}
         rendered: list[dict[str, Any]] = []
         for where, template in self._templates.items():
             try:
