@@ -87,6 +87,8 @@ class ChatHandler:
         self._prompt_arrivals: Counter[str] = Counter()
         self._ids = ids
         self._mcp = MCPRegistry(config.mcp_servers)
+        # `latency.capacity`: per key, the "servers" a request holds while its latency runs.
+        self._servers: dict[str, asyncio.Semaphore] = {}
 
     def reset(self) -> None:
         """Forget per-prompt arrival counts (used by `times=N` directives)."""
@@ -141,9 +143,9 @@ class ChatHandler:
             return DROPPED
         if request.stream:
             include_usage = bool((request.stream_options or {}).get("include_usage"))
-            await self._stream(send, rendering, call, fault, include_usage)
+            await self._stream(send, rendering, call, fault, include_usage, route.key_id)
         else:
-            await self._sleep(rendering.usage["completion_tokens"])
+            await self._sleep(rendering.usage["completion_tokens"], key=route.key_id)
             body = malformed_body(rendering) if fault == "malformed_json" else None
             await send_bytes(send, 200, body or completion_body(rendering), call.headers)
         return 200
@@ -227,19 +229,31 @@ class ChatHandler:
             retry_after_s=decision.retry_after_ms / 1000,
         )
 
-    async def _sleep(self, tokens: int, *, fixed: bool = True) -> None:
-        """Simulated latency; nothing at all when latency is off (the common, fast case)."""
+    async def _sleep(self, tokens: int, *, fixed: bool = True, key: str | None = None) -> None:
+        """Simulated latency; nothing at all when latency is off (the common, fast case).
+
+        With `latency.capacity` and a `key`, the latency runs only once one of that key's N
+        servers is free (FIFO): a saturated endpoint, whose latency grows with its queue.
+        """
         latency = self.config.latency
         if not latency.enabled:
             return
         ms = (latency.fixed_ms if fixed else 0.0) + latency.per_token_ms * tokens
         if latency.jitter:
             ms *= 1 + self._latency_rng.uniform(-latency.jitter, latency.jitter)
-        if ms > 0:
+        if ms <= 0:
+            return
+        if latency.capacity is None or key is None:
+            await asyncio.sleep(ms / 1000)
+            return
+        servers = self._servers.get(key)
+        if servers is None:
+            servers = self._servers[key] = asyncio.Semaphore(latency.capacity)
+        async with servers:
             await asyncio.sleep(ms / 1000)
 
     async def _stream(
-        self, send: Send, r: Rendering, call: _Call, fault: str | None, include_usage: bool
+        self, send: Send, r: Rendering, call: _Call, fault: str | None, include_usage: bool, key: str
     ) -> None:
         """Send the SSE stream; per-token latency paces the chunks, else one write sends all."""
         body, closing = stream_frames(r, include_usage=include_usage)
@@ -248,7 +262,7 @@ class ChatHandler:
             body, closing = body[: 1 + (len(body) - 1) // 2], []
         elif fault == "malformed_json":
             body, closing = [body[0], malformed_frame(r), *body[1:]], closing[-1:]
-        await self._sleep(0)
+        await self._sleep(0, key=key)  # the time to the first byte queues for a server
         start_headers = [*SSE_HEADERS, *call.headers]
         await send({"type": "http.response.start", "status": 200, "headers": start_headers})
         frames = body + closing

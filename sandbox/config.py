@@ -76,11 +76,17 @@ class ProviderConfig(_Strict):
 
 
 class LatencyConfig(_Strict):
-    """Simulated model latency: `fixed_ms + per_token_ms * completion_tokens`, scaled by ±jitter."""
+    """Simulated model latency: `fixed_ms + per_token_ms * completion_tokens`, scaled by ±jitter.
+
+    `capacity: N` makes each key a saturated endpoint: at most N of its requests are served at
+    once, the others wait in a FIFO queue before their latency starts, so once more than N are in
+    flight latency grows (N in flight ÷ latency is the most it answers per second).
+    """
 
     fixed_ms: float = Field(default=0.0, ge=0)
     per_token_ms: float = Field(default=0.0, ge=0)
     jitter: float = Field(default=0.0, ge=0, le=1)
+    capacity: int | None = Field(default=None, ge=1)
 
     @property
     def enabled(self) -> bool:
