@@ -14,7 +14,7 @@
    or, with probability `error_rate`, the same sentence with a plausible wrong answer. The draw is
    a hash of (model, question, seed, choice), so a model errs on the same questions every run.
 6. Anything else: the start of the question (up to 12 words), ` — `, and one of `CLOSERS` chosen by
-   a hash of the model, the whole conversation, the seed and the choice index.
+   a hash (CRC32) of the model, the whole conversation, the seed and the choice index.
 
 The answer is `"{model} answers: " + text`, except in terse mode: when the instructions (system or
 developer messages) or the question ask for the answer only (`TERSE_RE`), it is the bare answer
@@ -29,6 +29,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import zlib
 from collections.abc import Mapping, Sequence
 from functools import lru_cache
 from types import MappingProxyType
@@ -123,7 +124,7 @@ def question_of(messages: Sequence[RequestMessage]) -> str:
 def compose(model: str, messages: Sequence[RequestMessage], turn: Turn, canonical: str) -> Reply:
     """The text answer of `model` to `messages` (see the module doc for the rules)."""
     question = question_of(messages)
-    terse = _terse(instructions_of(messages)) or _terse(question)
+    terse = _terse(instructions_of(messages)) or TERSE_RE.search(question) is not None
     last_is_result = bool(messages) and messages[-1].role in ("tool", "function")
     results = tool_results(messages) if last_is_result else []
     if results:
@@ -228,5 +229,7 @@ def _fallback(model: str, question: str, turn: Turn, canonical: str) -> str:
         return "Hello! How can I help you today?"
     words = question.splitlines()[0].split()
     echo = " ".join(words[:ECHO_WORDS]).rstrip("?.!:;,")
-    closer = CLOSERS[int(draw(model, canonical, turn.seed, turn.choice) * len(CLOSERS))]
+    # CRC32, not sha256: this runs for every plain prompt, and only picks one of a few closers.
+    pick = zlib.crc32(f"{model}\n{canonical}\n{turn.seed}\n{turn.choice}".encode()) * len(CLOSERS) >> 32
+    closer = CLOSERS[pick]
     return f"{echo} — {closer}"

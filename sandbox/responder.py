@@ -162,17 +162,22 @@ class Job(NamedTuple):
 def respond(model: str, request: ChatCompletionRequest, job: Job) -> Completion:
     """The response of `model` to `request` (see the module doc); raises ResponseFormatError."""
     output = parse_response_format(request.response_format)
-    servers = job.registry.resolve(request.mcp_servers) if job.registry else NO_SERVERS
-    legacy = not request.tools and bool(request.functions)
-    tools = [*_local_tools(request), *servers.tools]
-    calls = _turn_calls(request, tools, _tool_choice(request, legacy))
-    local = [c for c in calls if c.tool.server is None]
-    results = [job.registry.run(c) for c in calls if c.tool.server is not None] if job.registry else []
-    extensions = _extensions(results, servers)
-    n = request.n or 1
-    if local:
-        return Completion([_call_answer(request.messages, local, legacy)] * n, extensions)
-    turns = [Turn(request.seed, i, job.error_rate, results) for i in range(n)]
+    results: list[dict[str, Any]] = []
+    extensions: dict[str, Any] = {}
+    # Plain chat (no tools, functions or MCP servers) skips the tool logic altogether.
+    if request.tools or request.functions or request.mcp_servers:
+        servers = job.registry.resolve(request.mcp_servers) if job.registry else NO_SERVERS
+        legacy = not request.tools and bool(request.functions)
+        tools = [*_local_tools(request), *servers.tools]
+        calls = _turn_calls(request, tools, _tool_choice(request, legacy))
+        local = [c for c in calls if c.tool.server is None]
+        if job.registry is not None:
+            results = [job.registry.run(c) for c in calls if c.tool.server is not None]
+        extensions = _extensions(results, servers)
+        if local:
+            answer = _call_answer(request.messages, local, legacy)
+            return Completion([answer] * (request.n or 1), extensions)
+    turns = [Turn(request.seed, i, job.error_rate, results) for i in range(request.n or 1)]
     return Completion([_text_answer(model, request, job, output, turn) for turn in turns], extensions)
 
 
@@ -260,8 +265,9 @@ def _text_answer(
         seed = _structured_seed(model, job.canonical, turn.choice)
         content = structured_content(model, reply, output, seed, job.directives)
         return Answer(content, None, "stop", len(content.split()))
-    stop = (request.stop,) if isinstance(request.stop, str) else tuple(request.stop or ())
-    text, _ = apply_stop(reply.text, stop)
+    text = reply.text
+    if request.stop:
+        text, _ = apply_stop(text, (request.stop,) if isinstance(request.stop, str) else tuple(request.stop))
     limit = request.max_completion_tokens if request.max_completion_tokens is not None else request.max_tokens
     text, cut = truncate(text, limit)
     logprobs = None
