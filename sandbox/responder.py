@@ -6,10 +6,11 @@
    plus the tools of its `mcp_servers`), the last message a user or tool message, the calls the
    question asks for. All at once; with `parallel_tool_calls: false`, one per turn, the next
    after each tool result. A forcing `tool_choice` (`required`, a named function) calls on every
-   turn, as a provider does. Calls ids are `call_<n>`, n counting on from the conversation's
+   turn, as a provider does. Call ids are `call_<n>`, n counting on from the conversation's
    earlier calls.
 2. MCP calls run server-side (`sandbox.mcp`) and are reported in the response's `tools_executed`
-   / `mcp_tool_results` (and `mcp_server_errors` for servers that do not exist). If the model
+   / `mcp_tool_results` (and `mcp_server_errors` for servers that do not exist); with
+   `automatic_tool_execution: false` they come back as tool calls instead. If the model
    also calls the caller's tools, those come back as `tool_calls` (`finish_reason="tool_calls"`;
    legacy functions: one `function_call`, `finish_reason="function_call"`); otherwise the model
    answers from the MCP results.
@@ -170,8 +171,10 @@ def respond(model: str, request: ChatCompletionRequest, job: Job) -> Completion:
         legacy = not request.tools and bool(request.functions)
         tools = [*_local_tools(request), *servers.tools]
         calls = _turn_calls(request, tools, _tool_choice(request, legacy))
-        local = [c for c in calls if c.tool.server is None]
-        if job.registry is not None:
+        # `automatic_tool_execution: false` asks the gateway to hand MCP calls back, not run them.
+        automatic = (request.model_extra or {}).get("automatic_tool_execution") is not False
+        local = [c for c in calls if c.tool.server is None or not automatic]
+        if job.registry is not None and automatic:
             results = [job.registry.run(c) for c in calls if c.tool.server is not None]
         extensions = _extensions(results, servers)
         if local:

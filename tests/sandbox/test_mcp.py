@@ -78,6 +78,14 @@ async def test_unknown_servers_are_reported_and_the_request_still_answered() -> 
     assert data["tools_executed"] == ["get_forecast"]
 
 
+async def test_without_automatic_tool_execution_the_mcp_call_comes_back() -> None:
+    data = await post(chat_body(QUESTION, mcp_servers=[WEATHER], automatic_tool_execution=False))
+    assert "mcp_tool_results" not in data and data["choices"][0]["finish_reason"] == "tool_calls"
+    [call] = data["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == "get_forecast"
+    assert json.loads(call["function"]["arguments"]) == {"location": "San Francisco", "days": 7}
+
+
 async def test_a_question_no_server_tool_can_answer_runs_nothing() -> None:
     data = await post(chat_body("What is the capital of France?", mcp_servers=[WEATHER]))
     assert "mcp_tool_results" not in data and "tools_executed" not in data
