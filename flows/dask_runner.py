@@ -2,8 +2,9 @@
 
 Each shard task is submitted to Prefect's Dask task runner and runs in a worker process, where
 the run's worker plugin holds the context built from the run's plan: the worker loads its keys
-from Secret blocks and creates its own HTTP clients and rate governors. The workers do not
-coordinate: each takes an equal share of every key's limits and of the run's budget.
+from Secret blocks and creates its own HTTP clients and rate governors. Every key's requests are
+paced for the whole cluster by one `ClusterPacer` actor (workers draw leases of a few requests'
+send times from it); concurrency (`max_concurrency`) and the budget are shared out equally.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 from schemas.spec import DaskSpec
+from tasks.limits.cluster import ClusterPacer
 from tasks.run.context import RunPlan
 from tasks.run.worker_plugin import RunWorkerPlugin
 
@@ -52,9 +54,12 @@ async def dask_plugin(dask: DaskSpec | None, plan: RunPlan) -> AsyncIterator[Non
     # The task runner's own client, started now if no task has started it yet (it is synchronous,
     # with its own IO thread: its calls go to a thread so the flow's loop goes on).
     client = await asyncio.to_thread(lambda: context.task_runner.client)  # type: ignore[attr-defined]
-    plugin = RunWorkerPlugin(plan)
+    # One pacer for the cluster, held by this future for the whole run (an actor lives as long).
+    pacer_future = client.submit(ClusterPacer, actor=True, key=f"byokflow-pacer-{plan.run_id}")
+    plugin = RunWorkerPlugin(plan, await asyncio.to_thread(pacer_future.result))
     await asyncio.to_thread(client.register_plugin, plugin)
     try:
         yield
     finally:
         await asyncio.to_thread(client.unregister_worker_plugin, plugin.name)
+        pacer_future.release()

@@ -28,24 +28,21 @@ from gateway.errors import RateLimitError
 from schemas.spec import RateLimits
 from tasks.limits.bounded import KeyPausedError, refusal
 from tasks.limits.pacing import (
+    HEADROOM,
     MIN_WAIT,
-    WINDOW_S,
     Charge,
     Pacer,
     TokenLog,
     int_header,
     merge_limits,
     parse_reset,
+    request_pacer,
     tighter,
 )
 from tasks.limits.waiters import Waiter
 
 Headers = Mapping[str, str]
 
-# Fraction of each limit held back: absorbs jitter between our admission and the provider's count.
-HEADROOM = 0.01
-# RPM burst, in seconds of the steady rate (TPM's is in tasks/pacing.py).
-BURST_S = 0.5
 # Growth ceiling of adaptive concurrency when no max_concurrency is configured.
 CEILING = 1024
 # Pause after a 429 that says nothing about when to come back.
@@ -69,9 +66,10 @@ def key_id(key: str) -> str:
 class GovernorRegistry:
     """The governors of the keys a process uses, one per key, found by an HMAC of the key."""
 
-    def __init__(self) -> None:
+    def __init__(self, *, pace_rates: bool = True) -> None:
         self._governors: dict[str, RateGovernor] = {}
         self._lock = threading.Lock()
+        self._pace_rates = pace_rates
 
     def governor_for(self, key: str, limits: RateLimits | None = None) -> RateGovernor:
         """The governor of `key`; a later caller's limits merge in (tighter wins)."""
@@ -79,7 +77,8 @@ class GovernorRegistry:
         with self._lock:
             governor = self._governors.get(kid)
             if governor is None:
-                governor = self._governors[kid] = RateGovernor(limits, key_id=kid)
+                governor = RateGovernor(limits, key_id=kid, pace_rates=self._pace_rates)
+                self._governors[kid] = governor
                 return governor
         governor.tighten(limits)
         return governor
@@ -148,8 +147,12 @@ class RateGovernor:
         key_id: str = "",
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        pace_rates: bool = True,
     ) -> None:
         self.key_id, self._clock, self._sleep = key_id, clock, sleep
+        # False on a Dask worker: the cluster's pacer spaces the key's requests; this governor still
+        # bounds concurrency, honours pauses and learns the limits the headers state.
+        self._pace_rates = pace_rates
         self._lock = threading.Lock()
         self._queue: deque[Waiter] = deque()
         self._in_flight = self._admitted = self._rate_limited = self._successes = 0
@@ -179,6 +182,10 @@ class RateGovernor:
             if merged != self._limits:
                 self._configure(merged)
                 self._wake_head()
+
+    def known_rates(self) -> tuple[int | None, int | None]:
+        """The key's rpm and tpm as configured, else as its headers said (None: unknown)."""
+        return self._limits.rpm or self._learned[0], self._limits.tpm or self._learned[1]
 
     def snapshot(self) -> dict[str, Any]:
         """Current state for progress display and tests; holds no key."""
@@ -217,14 +224,10 @@ class RateGovernor:
     def _set_rates(self) -> None:
         """(Re)build the buckets; each keeps when it is full again, so no change releases a burst."""
         rpm, tpm = self._limits.rpm or self._learned[0], self._limits.tpm or self._learned[1]
+        if not self._pace_rates:
+            rpm = tpm = None
         if rpm:
-            # n admissions in any half-open 60 s window satisfy n < burst + 60 / interval
-            # = rpm·(1 − HEADROOM) + 1, hence n ≤ rpm: the burst is paid for out of the rate.
-            burst = max(1, math.floor(rpm * BURST_S / WINDOW_S))
-            # A new bucket starts full (`tat` is when it is full again), so a key that was busy a
-            # moment ago elsewhere gets one burst of `burst` requests into its provider window.
-            tat = self._rpm.tat if self._rpm else -math.inf
-            self._rpm = Pacer(rpm * (1 - HEADROOM) - (burst - 1), burst, tat)
+            self._rpm = request_pacer(rpm, self._rpm.tat if self._rpm else -math.inf)
         else:
             self._rpm = None
         if not tpm:

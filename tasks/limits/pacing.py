@@ -18,6 +18,10 @@ WINDOW_S = 60.0
 TPM_BURST_S = 3.0
 # Shortest wait: one that float rounding shrank to nothing must still move a clock on.
 MIN_WAIT = 1e-6
+# Fraction of each limit held back: absorbs jitter between our admission and the provider's count.
+HEADROOM = 0.01
+# RPM burst, in seconds of the steady rate.
+RPM_BURST_S = 0.5
 _DURATION = re.compile(r"(\d+(?:\.\d*)?|\.\d+)(ms|h|m|s)")
 _UNITS = {"h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
@@ -78,6 +82,21 @@ class Pacer:
         self.tat = shifted if diff >= 0 else max(shifted, min(self.tat, now))
 
 
+def request_pacer(rpm: int, tat: float = -math.inf) -> Pacer:
+    """The bucket that keeps a key under `rpm`, burst included, in any sliding 60 s window."""
+    # n admissions in any half-open 60 s window satisfy n < burst + 60 / interval
+    # = rpm·(1 − HEADROOM) + 1, hence n ≤ rpm: the burst is paid for out of the rate.
+    burst = max(1, math.floor(rpm * RPM_BURST_S / WINDOW_S))
+    # A new bucket starts full (`tat` is when it is full again), so a key that was busy a moment
+    # ago elsewhere gets one burst of `burst` requests into its provider window.
+    return Pacer(rpm * (1 - HEADROOM) - (burst - 1), burst, tat)
+
+
+def token_pacer(tpm: float, tat: float = -math.inf) -> Pacer:
+    """The bucket that spreads estimated tokens at `tpm` (with a few seconds' burst)."""
+    return Pacer(tpm, max(1.0, tpm * TPM_BURST_S / WINDOW_S), tat)
+
+
 # One admitted request in the TPM log: [admitted at, tokens].
 Charge = list[float]
 
@@ -88,15 +107,11 @@ class TokenLog:
     def __init__(self, budget: float) -> None:
         self.entries: deque[Charge] = deque()
         self.total = 0.0
-        self.budget, self.pacer = budget, self._pacer(budget, -math.inf)
-
-    @staticmethod
-    def _pacer(budget: float, tat: float) -> Pacer:
-        return Pacer(budget, max(1.0, budget * TPM_BURST_S / WINDOW_S), tat)
+        self.budget, self.pacer = budget, token_pacer(budget)
 
     def retune(self, budget: float) -> None:
         """A new per-minute budget; the bucket keeps when it is full again."""
-        self.budget, self.pacer = budget, self._pacer(budget, self.pacer.tat)
+        self.budget, self.pacer = budget, token_pacer(budget, self.pacer.tat)
 
     def expire(self, now: float) -> None:
         """Forget what was admitted 60 s ago or more."""

@@ -15,6 +15,7 @@ from schemas.prices import PriceTable
 from schemas.records import ErrorRecord, ResultRecord
 from schemas.spec import StepSpec
 from tasks.limits.budget import BudgetGuard
+from tasks.limits.cluster import ClusterLease
 from tasks.limits.governor import RateGovernor
 from tasks.limits.slots import InFlightSlots
 from tasks.rows.local_tools import LocalTool
@@ -44,6 +45,7 @@ class Pool(Protocol):
     client: GatewayClient
     slots: InFlightSlots
     governor: RateGovernor
+    lease: ClusterLease | None
 
 
 @dataclass

@@ -90,15 +90,20 @@ async def _call(lane: Lane, body: dict[str, Any], sent: Sent) -> ChatResult:
 
 async def _governed(lane: Lane, body: dict[str, Any], idempotency_key: str, deadline: float) -> ChatResult:
     """One attempt, admitted by the key's rate governor (by `deadline` at the latest) and reported back."""
-    governor, window = lane.pool.governor, lane.pool.slots.window
+    governor, window, lease = lane.pool.governor, lane.pool.slots.window, lane.pool.lease
+    tokens = expected_tokens(body)
+    if lease is not None:  # on a Dask worker: the key's next cluster-wide send time first
+        await lease.admit(tokens, *governor.known_rates())
     within = deadline - time.monotonic()
-    async with governor.slot(estimated_tokens=expected_tokens(body), within=within) as permit:
+    async with governor.slot(estimated_tokens=tokens, within=within) as permit:
         # Latency is the call's own, not the wait for the governor: pacing is not congestion.
         started = time.monotonic()
         try:
             result = await lane.pool.client.chat(body, idempotency_key=idempotency_key)
         except RateLimitError as exc:
             permit.rate_limited(retry_after=exc.retry_after, headers=exc.rate_limit)
+            if lease is not None:  # pause the key on every worker, as long as it is paused here
+                lease.pause(governor.snapshot()["paused_for"])
             _observe(window, started, "rate_limited")
             raise
         except APITimeoutError:

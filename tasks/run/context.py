@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from typing import Any
 
 from schemas.prices import PriceTable, load_prices
 from schemas.spec import GatewaySpec, StepSpec
@@ -58,12 +59,14 @@ class RunContext:
         governors: GovernorRegistry = PROCESS_GOVERNORS,
         index: DoneIndex | None = None,
         prices: PriceTable | None = None,
+        pacer: Any | None = None,
     ) -> None:
         self.plan = plan
         self.control = control or RunControl()
         self.budget = BudgetGuard(plan.budget_share)
         self.prices = prices if prices is not None else load_prices(plan.prices)
-        self.pools = StepPools(plan.gateway, governors, plan.processes)
+        # `pacer`: on a Dask worker, the cluster's `ClusterPacer` actor, which paces every key.
+        self.pools = StepPools(plan.gateway, governors, plan.processes, pacer)
         self._index = index
         self._tools: dict[str, dict[str, LocalTool]] = {}
         self._lock = threading.Lock()

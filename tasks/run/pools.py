@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from typing import Any
 
 from gateway import GatewayClient
 from schemas.spec import GatewaySpec, RateLimits, StepSpec
+from tasks.limits.cluster import ClusterLease
 from tasks.limits.governor import GovernorRegistry, RateGovernor
 from tasks.limits.slots import InFlightSlots
 from tasks.limits.window import ConcurrencyWindow
@@ -29,6 +31,8 @@ class StepPool:
     slots: InFlightSlots
     # Shared with every other step that uses the same key.
     governor: RateGovernor
+    # On a Dask worker: the key's cluster-wide pace (None in one process: the governor paces).
+    lease: ClusterLease | None = None
 
 
 _PoolKey = tuple[int, str, str]
@@ -37,9 +41,18 @@ _PoolKey = tuple[int, str, str]
 class StepPools:
     """The pools of one run, per event loop and (step, model); opened on first use."""
 
-    def __init__(self, gateway: GatewaySpec, governors: GovernorRegistry, processes: int = 1) -> None:
+    def __init__(
+        self,
+        gateway: GatewaySpec,
+        governors: GovernorRegistry,
+        processes: int = 1,
+        pacer: Any | None = None,
+    ) -> None:
         self._gateway, self._governors, self._processes = gateway, governors, processes
         self._pools: dict[_PoolKey, asyncio.Task[StepPool]] = {}
+        # A Dask actor handle (`ClusterPacer`): the cluster's pace per key, drawn as leases.
+        self._pacer = pacer
+        self._leases: dict[str, ClusterLease] = {}
 
     async def pool(self, step: StepSpec, model: str) -> StepPool:
         """The pool of `step`'s `model` on the running loop, created (keys loaded) on first use."""
@@ -85,21 +98,27 @@ class StepPools:
             slots = InFlightSlots(window=ConcurrencyWindow(maximum=step.max_in_flight()))
         else:
             slots = InFlightSlots(fixed=step.max_in_flight())
-        return StepPool(client=client, slots=slots, governor=governor)
+        return StepPool(client=client, slots=slots, governor=governor, lease=self._lease_for(governor))
+
+    def _lease_for(self, governor: RateGovernor) -> ClusterLease | None:
+        """One cluster lease per key in this process (keyed by the governor's HMAC id)."""
+        if self._pacer is None:
+            return None
+        lease = self._leases.get(governor.key_id)
+        if lease is None:
+            lease = self._leases[governor.key_id] = ClusterLease(self._pacer, governor.key_id)
+        return lease
 
 
 def share_of(limits: RateLimits, processes: int) -> RateLimits:
-    """This process's share of a key's limits when `processes` processes use the key at once."""
+    """This process's share of a key's concurrency when `processes` processes use the key at once.
+
+    Rates are not shared out: on a cluster, `ClusterPacer` paces the key for all processes.
+    """
     if processes <= 1:
         return limits
 
     def part(value: int | None) -> int | None:
         return None if value is None else max(1, value // processes)
 
-    return limits.model_copy(
-        update={
-            "rpm": part(limits.rpm),
-            "tpm": part(limits.tpm),
-            "max_concurrency": part(limits.max_concurrency),
-        }
-    )
+    return limits.model_copy(update={"max_concurrency": part(limits.max_concurrency)})

@@ -3,7 +3,8 @@
 The flow registers one `RunWorkerPlugin` per run with the Dask cluster (workers that join later
 get it too) and unregisters it when the run ends. Dask gives each worker process its own copy of
 the plugin, whose context (done index, budget share, pools, governors) serves every shard task
-of the run on that worker. The plan is all that travels: picklable and key-free.
+of the run on that worker. The plan and a handle on the run's `ClusterPacer` actor are all that
+travel: picklable and key-free.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from typing import Any
 
 from distributed import WorkerPlugin, get_worker
 
+from tasks.limits.governor import GovernorRegistry
 from tasks.run.context import RunContext, RunPlan
 
 
@@ -23,14 +25,17 @@ def plugin_name(run_id: str) -> str:
 class RunWorkerPlugin(WorkerPlugin):
     """Holds one run's context in a worker process."""
 
-    def __init__(self, plan: RunPlan) -> None:
-        self.plan = plan
+    def __init__(self, plan: RunPlan, pacer: Any) -> None:
+        self.plan, self.pacer = plan, pacer
         self.name = plugin_name(plan.run_id)
         self.context: RunContext | None = None
 
     def setup(self, worker: Any) -> None:
         """Build the worker's context (its done index is read by the first shard task)."""
-        self.context = RunContext(self.plan)
+        # The cluster's pacer spaces every key's requests; this process's governors only bound
+        # concurrency and honour pauses, so idle workers leave the whole rate to busy ones.
+        governors = GovernorRegistry(pace_rates=False)
+        self.context = RunContext(self.plan, governors=governors, pacer=self.pacer)
 
     def teardown(self, worker: Any) -> None:
         """Drop the context when the run ends."""

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from flows.pipeline import pipeline, pipeline_for
-from sandbox import SandboxServer
+from sandbox import SandboxConfig, SandboxServer
 from schemas.spec import DaskSpec
 from tests.conftest import SANDBOX_GATEWAY_KEY
 from tests.flows.support import GATEWAY_ENV, make_spec, read, step, write_prompts
@@ -46,3 +46,26 @@ async def test_dask_and_in_process_runs_write_the_same_records(
     in_process, on_dask = _records(tmp_path / "out"), _records(tmp_path / "dask-out")
     assert len(in_process) == 80
     assert in_process == on_dask
+
+
+async def test_a_key_limit_holds_across_workers_that_share_its_pace(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(GATEWAY_ENV, SANDBOX_GATEWAY_KEY)
+    rpm = 1200
+    config = SandboxConfig(gateway_keys=[SANDBOX_GATEWAY_KEY], limits={"rpm": rpm}, latency={"fixed_ms": 20})
+    write_prompts(tmp_path / "prompts.parquet", [f"paced row {i}" for i in range(240)])
+    with SandboxServer(config) as server:
+        # Four workers, two shards: two workers idle. Every worker would be allowed the whole
+        # rate on its own; only the shared pace keeps the cluster under the key's limit.
+        spec = make_spec(
+            tmp_path,
+            server.url,
+            [step(concurrency=32, limits={"rpm": rpm, "adaptive": False})],
+            shard_size=120,
+            dask=DaskSpec(workers=4),
+        )
+        summary = await pipeline_for(spec)(spec)
+        stats = server.stats()
+    assert summary.steps[0].ok == 240 and len(read(tmp_path / "out", "results")) == 240
+    assert stats["requests"] == 240 and stats["rate_limited"] == 0

@@ -66,6 +66,7 @@ class FakePool:
         auto = InFlightSlots(window=ConcurrencyWindow())
         self.slots = InFlightSlots(fixed=concurrency) if concurrency else auto
         self.governor = RateGovernor()
+        self.lease = None
 
 
 class ListJournal:

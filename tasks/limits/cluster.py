@@ -1,0 +1,149 @@
+"""One pace per key for a whole Dask cluster: a pacer actor, and leases drawn from it.
+
+A provider limits a key, not a worker: with N workers each pacing itself to `rpm / N`, a worker
+without work wastes its share. Instead one `ClusterPacer` — a Dask actor, living on one worker —
+spaces every request of a key the way a single process's governor would (GCRA on requests, a
+token bucket on estimated tokens), and each worker process draws `ClusterLease`s from it: a lease
+is a few requests' worth of send times, one round trip for the lot, sized to `LEASE_S` of the
+key's rate. Idle workers draw nothing, so busy ones get the whole rate.
+
+A 429 anywhere pauses the key everywhere: the worker that got it tells the pacer, which schedules
+no send before the pause ends, and drops its own unsent grants; other workers' grants already
+handed out (at most `LEASE_S` worth each) may still go, then they too wait. What is not paced
+here stays per worker: concurrency (`max_concurrency` is shared out) and the learning of limits
+from headers (each worker reports what it learned with its next lease; the tightest wins).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from tasks.limits.pacing import HEADROOM, WINDOW_S, Pacer, request_pacer, token_pacer
+
+# A lease covers this many seconds of the key's rate (at least one request).
+LEASE_S = 0.2
+
+
+class _KeyPace:
+    """The pacing state of one key in the pacer."""
+
+    def __init__(self) -> None:
+        self.rpm: int | None = None
+        self.tpm: int | None = None
+        self.requests: Pacer | None = None
+        self.tokens: Pacer | None = None
+        self.paused_until = -math.inf
+
+    def tune(self, rpm: int | None, tpm: int | None) -> None:
+        """Use the tightest limits any worker knows; buckets keep their schedule."""
+        rpm = min(filter(None, (self.rpm, rpm)), default=None)
+        tpm = min(filter(None, (self.tpm, tpm)), default=None)
+        # The same buckets as one process's governor, so the cluster keeps the same promises.
+        if rpm != self.rpm:
+            self.rpm = rpm
+            tat = self.requests.tat if self.requests else -math.inf
+            self.requests = None if rpm is None else request_pacer(rpm, tat)
+        if tpm != self.tpm:
+            self.tpm = tpm
+            tat = self.tokens.tat if self.tokens else -math.inf
+            self.tokens = None if tpm is None else token_pacer(tpm * (1 - HEADROOM), tat)
+
+
+class ClusterPacer:
+    """The Dask actor: hands out send times per key; holds no key, only HMAC ids."""
+
+    def __init__(self) -> None:
+        self._keys: dict[str, _KeyPace] = {}
+        self.leases = 0
+
+    def lease(
+        self, key_id: str, rpm: int | None, tpm: int | None, tokens_each: int
+    ) -> tuple[list[float], float]:
+        """Send times (seconds from now) for a lease of requests, and how long the key is paused."""
+        pace = self._keys.setdefault(key_id, _KeyPace())
+        pace.tune(rpm, tpm)
+        now = time.monotonic()
+        self.leases += 1
+        if pace.requests is None and pace.tokens is None:
+            return [], max(0.0, pace.paused_until - now)  # unlimited: nothing to space
+        rate = min(r / WINDOW_S for r in (pace.rpm, (pace.tpm or 0) / max(1, tokens_each)) if r) or 1.0
+        count = max(1, math.ceil(rate * LEASE_S))
+        times, at = [], max(now, pace.paused_until)
+        for _ in range(count):
+            at = _next_slot(pace, at, tokens_each)
+            times.append(at - now)
+        return times, max(0.0, pace.paused_until - now)
+
+    def pause(self, key_id: str, seconds: float) -> None:
+        """A worker got a 429: no send of this key before `seconds` from now."""
+        pace = self._keys.setdefault(key_id, _KeyPace())
+        pace.paused_until = max(pace.paused_until, time.monotonic() + seconds)
+
+
+def _next_slot(pace: _KeyPace, at: float, tokens: int) -> float:
+    """The first time at or after `at` when one request of `tokens` fits; charges it."""
+    if pace.requests is not None:
+        at = max(at, at + pace.requests.wait(1, at))
+    if pace.tokens is not None:
+        at = max(at, at + pace.tokens.wait(tokens, at))
+    if pace.requests is not None:
+        pace.requests.take(1, at)
+    if pace.tokens is not None:
+        pace.tokens.take(tokens, at)
+    return at
+
+
+class ClusterLease:
+    """A worker's view of one key's cluster pace: send times drawn from the pacer, a lease at a time."""
+
+    def __init__(self, pacer: Any, key_id: str) -> None:
+        self._pacer, self.key_id = pacer, key_id
+        self._grants: deque[float] = deque()
+        self._lock = threading.Lock()
+        self._refills: dict[int, asyncio.Lock] = {}
+        self.round_trips = 0
+
+    async def admit(self, tokens: int, rpm: int | None, tpm: int | None) -> float:
+        """Wait for this key's next cluster-wide send time; returns how long the key is paused."""
+        while True:
+            with self._lock:
+                grant = self._grants.popleft() if self._grants else None
+            if grant is not None:
+                delay = grant - time.monotonic()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                return 0.0
+            async with self._refill_lock():
+                if self._grants:
+                    continue
+                times, paused_for = await asyncio.to_thread(self._lease, tokens, rpm, tpm)
+                if not times:  # no rate limit known anywhere: only pauses hold requests
+                    return paused_for
+                received = time.monotonic()
+                with self._lock:
+                    self._grants.extend(received + t for t in times)
+
+    def pause(self, seconds: float) -> None:
+        """A 429 here: tell the pacer, and drop the send times it handed out before it."""
+        with self._lock:
+            self._grants.clear()
+        self._pacer.pause(self.key_id, seconds)  # fire and forget: the next lease waits for it
+
+    def _lease(self, tokens: int, rpm: int | None, tpm: int | None) -> tuple[list[float], float]:
+        self.round_trips += 1
+        times, paused_for = self._pacer.lease(self.key_id, rpm, tpm, tokens).result()
+        return list(times), float(paused_for)
+
+    def _refill_lock(self) -> asyncio.Lock:
+        """One refill at a time per event loop (the others wait for its grants)."""
+        loop = id(asyncio.get_running_loop())
+        with self._lock:
+            lock = self._refills.get(loop)
+            if lock is None:
+                lock = self._refills[loop] = asyncio.Lock()
+            return lock
