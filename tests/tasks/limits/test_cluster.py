@@ -1,0 +1,84 @@
+"""The cluster pacer and its leases, without Dask: the actor's methods called directly."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+from tasks.limits.cluster import LEASE_S, ClusterLease, ClusterPacer
+
+
+def test_leases_space_a_key_at_its_rate_whoever_asks() -> None:
+    pacer = ClusterPacer()
+    # Two workers asking in turn share one schedule: together they never beat 6,000 rpm.
+    first, _ = pacer.lease("key", 6000, None, 100)
+    second, _ = pacer.lease("key", 6000, None, 100)
+    times = first + second
+    assert len(first) == round(100 * LEASE_S)  # a lease is 0.2 s of a 100/s rate
+    burst = 50  # half a second of the rate may go at once, paid for out of the rate
+    spacing = [b - a for a, b in zip(times[burst:], times[burst + 1 :], strict=False)]
+    assert all(gap >= 0.0099 for gap in spacing)
+    assert times == sorted(times)
+
+
+def test_the_tightest_limit_any_worker_knows_wins() -> None:
+    pacer = ClusterPacer()
+    assert len(pacer.lease("key", 6000, None, 10)[0]) == 20
+    assert len(pacer.lease("key", 600, None, 10)[0]) == 2  # another worker learned 600 rpm
+    assert len(pacer.lease("key", 6000, None, 10)[0]) == 2  # a looser report does not loosen it
+    assert len(pacer.lease("key", None, 60, 10)[0]) == 1  # 60 tpm at 10 tokens: 0.1 requests/s
+
+
+def test_a_pause_holds_every_later_lease() -> None:
+    pacer = ClusterPacer()
+    pacer.pause("key", 5.0)
+    times, paused_for = pacer.lease("key", 6000, None, 10)
+    assert paused_for > 4.9 and min(times) > 4.9
+
+
+def test_an_unlimited_key_gets_no_send_times_only_its_pause() -> None:
+    pacer = ClusterPacer()
+    assert pacer.lease("key", None, None, 10) == ([], 0.0)
+
+
+class _Done:
+    def __init__(self, value: Any) -> None:
+        self.value = value
+
+    def result(self) -> Any:
+        return self.value
+
+
+class _LocalPacer:
+    """The actor's interface as a worker sees it: calls return futures."""
+
+    def __init__(self) -> None:
+        self.pacer, self.pauses = ClusterPacer(), []
+
+    def lease(self, *args: Any) -> _Done:
+        return _Done(self.pacer.lease(*args))
+
+    def pause(self, key_id: str, seconds: float) -> None:
+        self.pauses.append(seconds)
+        self.pacer.pause(key_id, seconds)
+
+
+async def test_a_worker_s_lease_is_one_round_trip_for_many_requests() -> None:
+    remote = _LocalPacer()
+    lease = ClusterLease(remote, "key")
+    started = time.monotonic()
+    await asyncio.gather(*(lease.admit(10, 60_000, None) for _ in range(200)))
+    # 1,000 requests/s: 200 admissions take about 0.2 s beyond the burst, in a few leases.
+    assert lease.round_trips <= 2 + 200 // round(1000 * LEASE_S)
+    assert time.monotonic() - started < 5
+
+
+async def test_a_429_drops_the_unsent_grants_and_pauses_the_key_for_everyone() -> None:
+    remote = _LocalPacer()
+    lease = ClusterLease(remote, "key")
+    await lease.admit(10, 6000, None)
+    lease.pause(3.0)
+    assert remote.pauses == [3.0] and not lease._grants
+    times, paused_for = remote.pacer.lease("key", 6000, None, 10)
+    assert paused_for > 2.9 and min(times) > 2.9
