@@ -12,6 +12,7 @@ import math
 import sys
 import time
 import uuid
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -132,13 +133,15 @@ async def _finish_run(
     limit: int | None,
 ) -> RunSummary:
     """Compact the outputs, summarise, write the manifest and publish the artifacts."""
-    spec, run, budget, logger = checked.spec, context.plan, context.budget, get_run_logger()
-    if budget.exhausted:
+    spec, run, logger = checked.spec, context.plan, get_run_logger()
+    # Counted from the shards' outcomes: on Dask the refusals happen in the workers' budgets.
+    refused = sum(o.error_types.get(m, Counter())["budget_exhausted"] for o in outcomes for m in o.rows)
+    if refused:
         logger.warning(
             "budget of %s USD reached: %d requests not sent (budget_exhausted); raise max_cost_usd and "
             "rerun to continue",
             spec.max_cost_usd,
-            budget.refused,
+            refused,
         )
     if not run.fresh_output:
         # Only older records can be superseded: a run into an empty directory skips the pass over

@@ -84,6 +84,8 @@ async def run_step_shard(
     finally:
         if context is not run:  # a Dask task's loop ends with the task: so do its pools
             await context.pools.close_loop_pools()
+        # Budget this worker holds but has not reserved goes back to the cluster for others.
+        context.budget.give_back()
     return outcome
 
 

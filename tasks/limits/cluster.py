@@ -9,9 +9,10 @@ key's rate. Idle workers draw nothing, so busy ones get the whole rate.
 
 A 429 anywhere pauses the key everywhere: the worker that got it tells the pacer, which schedules
 no send before the pause ends, and drops its own unsent grants; other workers' grants already
-handed out (at most `LEASE_S` worth each) may still go, then they too wait. What is not paced
-here stays per worker: concurrency (`max_concurrency` is shared out) and the learning of limits
-from headers (each worker reports what it learned with its next lease; the tightest wins).
+handed out (at most `LEASE_S` worth each) may still go, then they too wait. The pacer also
+holds the run's budget, which workers draw in chunks (`ClusterBudget`). What is not paced here
+stays per worker: concurrency (`max_concurrency` is shared out) and the learning of limits from
+headers (each worker reports what it learned with its next lease; the tightest wins).
 """
 
 from __future__ import annotations
@@ -60,6 +61,20 @@ class ClusterPacer:
     def __init__(self) -> None:
         self._keys: dict[str, _KeyPace] = {}
         self.leases = 0
+        self._budget_left: float | None = None
+
+    def grant_budget(self, total: float, asked: float) -> float:
+        """Up to `asked` USD of the run's budget (`total`) for a worker; 0 when none is left."""
+        if self._budget_left is None:
+            self._budget_left = total
+        granted = min(asked, self._budget_left)
+        self._budget_left -= granted
+        return granted
+
+    def return_budget(self, amount: float) -> None:
+        """A worker gives back budget it did not use."""
+        if self._budget_left is not None:
+            self._budget_left += amount
 
     def lease(
         self, key_id: str, rpm: int | None, tpm: int | None, tokens_each: int

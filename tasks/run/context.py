@@ -16,7 +16,7 @@ from typing import Any
 
 from schemas.prices import PriceTable, load_prices
 from schemas.spec import GatewaySpec, StepSpec
-from tasks.limits.budget import BudgetGuard
+from tasks.limits.budget import BudgetGuard, ClusterBudget
 from tasks.limits.governor import PROCESS_GOVERNORS, GovernorRegistry
 from tasks.rows.local_tools import LocalTool, load_tool
 from tasks.run.control import RunControl
@@ -37,15 +37,10 @@ class RunPlan:
     view_steps: frozenset[str] = frozenset()
     prices: str | None = None
     max_cost_usd: float | None = None
-    # Processes that run shard tasks at once (Dask workers): each takes its share of the limits.
+    # Processes that run shard tasks at once (Dask workers): each takes its share of concurrency.
     processes: int = 1
     # The output directory held no record when the run started (nothing there can be superseded).
     fresh_output: bool = False
-
-    @property
-    def budget_share(self) -> float | None:
-        """This process's share of the run's budget."""
-        return None if self.max_cost_usd is None else self.max_cost_usd / self.processes
 
 
 class RunContext:
@@ -63,7 +58,12 @@ class RunContext:
     ) -> None:
         self.plan = plan
         self.control = control or RunControl()
-        self.budget = BudgetGuard(plan.budget_share)
+        # On a Dask worker the budget is drawn from the cluster's pacer, in chunks.
+        self.budget: BudgetGuard = (
+            ClusterBudget(plan.max_cost_usd, pacer)
+            if pacer is not None and plan.max_cost_usd is not None
+            else BudgetGuard(plan.max_cost_usd)
+        )
         self.prices = prices if prices is not None else load_prices(plan.prices)
         # `pacer`: on a Dask worker, the cluster's `ClusterPacer` actor, which paces every key.
         self.pools = StepPools(plan.gateway, governors, plan.processes, pacer)

@@ -6,6 +6,9 @@ import asyncio
 import time
 from typing import Any
 
+import pytest
+
+from tasks.limits.budget import ClusterBudget
 from tasks.limits.cluster import LEASE_S, ClusterLease, ClusterPacer
 
 
@@ -82,3 +85,26 @@ async def test_a_429_drops_the_unsent_grants_and_pauses_the_key_for_everyone() -
     assert remote.pauses == [3.0] and not lease._grants
     times, paused_for = remote.pacer.lease("key", 6000, None, 10)
     assert paused_for > 2.9 and min(times) > 2.9
+
+
+class _Budgets(_LocalPacer):
+    def grant_budget(self, total: float, asked: float) -> _Done:
+        return _Done(self.pacer.grant_budget(total, asked))
+
+    def return_budget(self, amount: float) -> None:
+        self.pacer.return_budget(amount)
+
+
+def test_workers_draw_one_budget_and_an_idle_one_gives_its_share_back() -> None:
+    remote = _Budgets()
+    busy, idle = ClusterBudget(1.0, remote), ClusterBudget(1.0, remote)
+    assert idle.reserve(0.01)  # draws a chunk (2 % of the budget)
+    idle.settle(0.01, 0.005)
+    idle.give_back()  # its shard ended: what it did not spend goes back
+    spent = 0.0
+    while busy.reserve(0.1):
+        busy.settle(0.1, 0.1)
+        spent += 0.1
+    # The busy worker got everything but what the idle one spent: never more than the budget.
+    assert spent == pytest.approx(0.9, abs=0.1) and spent + 0.005 <= 1.0 + 1e-9
+    assert busy.exhausted and not idle.exhausted
