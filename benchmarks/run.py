@@ -21,7 +21,16 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from benchmarks import latency, memory, multi_model, rate_limit, report, sandbox_capacity, throughput
+from benchmarks import (
+    latency,
+    memory,
+    multi_model,
+    rate_limit,
+    report,
+    sandbox_capacity,
+    scale_out,
+    throughput,
+)
 from benchmarks.harness import REPO_ROOT, Result, Sizes, log
 
 BENCHMARKS: dict[str, Callable[[Sizes], list[Result]]] = {
@@ -31,6 +40,7 @@ BENCHMARKS: dict[str, Callable[[Sizes], list[Result]]] = {
     "rate_limit": rate_limit.run,
     "memory": memory.run,
     "multi_model": multi_model.run,
+    "scale_out": scale_out.run,
 }
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 

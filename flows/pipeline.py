@@ -186,8 +186,9 @@ async def _run_shards(
     spec = checked.spec
     concurrency = max(step.max_in_flight() for step in spec.steps)
     ensure_open_files(sum(s.max_in_flight() * len(s.model_names) for s in spec.steps), get_run_logger())
-    # Enough shards in flight to keep every step's concurrency busy, few enough to bound memory.
-    in_flight = max(2, math.ceil(concurrency / spec.shard_size) + 1)
+    # Enough shards in flight to keep every step's concurrency busy (and, on Dask, every worker),
+    # few enough to bound memory.
+    in_flight = max(2, math.ceil(concurrency / spec.shard_size) + 1, context.plan.processes + 1)
     outcomes: list[StepShardOutcome] = []
     running: set[asyncio.Task[list[StepShardOutcome]]] = set()
     try:
