@@ -128,5 +128,30 @@ def _messages_from_column(step: StepSpec, row: Mapping[str, Any]) -> list[dict[s
         role = item.get("role") if isinstance(item, Mapping) else None
         if role not in _ROLES:
             raise TemplateError(f"column {column!r}, message {index}: invalid role {role!r}")
-        messages.append({"role": role, "content": item.get("content")})
+        messages.append(_message(item))
     return messages
+
+
+# What a message from a column may carry besides its role, as the chat API defines it.
+_MESSAGE_KEYS = ("content", "name", "tool_calls", "tool_call_id")
+
+
+def _message(item: Mapping[str, Any]) -> dict[str, Any]:
+    """A column's message as sent: its role and chat fields, without the nulls Parquet fills in.
+
+    A list of structs gives every struct every field (a text part gets `image_url: null`), which a
+    strict provider refuses, so null fields are dropped at every depth; content stays, even null.
+    """
+    message: dict[str, Any] = {"role": item["role"], "content": _without_nulls(item.get("content"))}
+    for key in _MESSAGE_KEYS[1:]:
+        if item.get(key) is not None:
+            message[key] = _without_nulls(item[key])
+    return message
+
+
+def _without_nulls(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _without_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [_without_nulls(v) for v in value]
+    return value

@@ -72,3 +72,32 @@ def test_messages_column_is_used_as_is() -> None:
     assert renderer.referenced_columns() == {"chat"}
     with pytest.raises(TemplateError, match="invalid role 'robot'"):
         renderer.messages({"chat": [{"role": "robot", "content": "x"}]})
+
+
+IMAGE = "https://example.com/a.png"
+
+
+def test_messages_column_drops_parquet_nulls_and_keeps_tool_fields() -> None:
+    renderer = StepRenderer(_step(messages_column="chat"))
+    # As Parquet returns a list of structs: every struct has every field, null where unset.
+    parts = [
+        {"type": "text", "text": "what is this?", "image_url": None},
+        {"type": "image_url", "text": None, "image_url": {"url": IMAGE, "detail": None}},
+    ]
+    call = {"id": "c1", "type": "function", "function": {"name": "multiply", "arguments": '{"a": 2, "b": 3}'}}
+    chat = [
+        {"role": "user", "content": parts, "name": None, "tool_calls": None, "tool_call_id": None},
+        {"role": "assistant", "content": None, "name": None, "tool_calls": [call], "tool_call_id": None},
+        {"role": "tool", "content": "6", "name": None, "tool_calls": None, "tool_call_id": "c1"},
+    ]
+    assert renderer.messages({"chat": chat}) == [
+        {
+            "role": "user",
+            "content": [
+                {"type": "text", "text": "what is this?"},
+                {"type": "image_url", "image_url": {"url": IMAGE}},
+            ],
+        },
+        {"role": "assistant", "content": None, "tool_calls": [call]},
+        {"role": "tool", "content": "6", "tool_call_id": "c1"},
+    ]
