@@ -67,6 +67,8 @@ RESULT_SCHEMA = pa.schema(
         pa.field("mcp_results", pa.string()),
         # USD at the price table's prices; null when the model's price is unknown.
         pa.field("cost_usd", pa.float64()),
+        # With `n` > 1: every choice's content, in order, as a JSON array (`output` is the first).
+        pa.field("choices", pa.string()),
     ]
 )
 
@@ -116,6 +118,7 @@ class ResultRecord:
     tool_trace: str | None = None
     mcp_results: str | None = None
     cost_usd: float | None = None
+    choices: str | None = None
 
 
 @dataclass(slots=True)

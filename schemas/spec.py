@@ -99,6 +99,9 @@ class RequestParams(SpecModel):
     top_p: float | None = Field(None, gt=0, le=1)
     seed: int | None = None
     stop: str | list[str] | None = None
+    n: int | None = Field(
+        None, ge=1, le=128, description="Answers per request: the first is `output`, all are in `choices`."
+    )
     response_format: dict[str, Any] | None = None
 
 

@@ -90,6 +90,9 @@ def _result(lane: Lane, request: Request, sent: Sent) -> ResultRecord:
         completed_at=datetime.now(UTC),
         cost_usd=sent.cost_usd,
     )
+    if result is not None and len(result.completion.choices) > 1:
+        contents = [choice.message.content for choice in result.completion.choices]
+        record.choices = json.dumps(contents, ensure_ascii=False)
     if loop is not None:
         record.steps_used = loop.steps_used
         record.tool_trace = json.dumps(loop.trace, ensure_ascii=False, default=str)

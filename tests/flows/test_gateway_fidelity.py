@@ -15,7 +15,6 @@ from flows.pipeline import pipeline
 from sandbox import SandboxServer
 from sandbox.mcp import forecast
 from sandbox.responder import count_prompt_tokens, expected_answer
-from schemas.spec import RequestParams
 from schemas.wire import ChatMessage, RequestMessage
 from tests.conftest import SANDBOX_GATEWAY_KEY
 from tests.flows.support import GATEWAY_ENV, make_spec, read, step, write_prompts
@@ -129,11 +128,6 @@ async def test_a_step_with_stop_plain_and_streamed(tmp_path: Path, clean_sandbox
     assert {k: r["output"] for k, r in again.items()} == {k: r["output"] for k, r in results.items()}
 
 
-@pytest.mark.xfail(
-    "n" not in RequestParams.model_fields,
-    reason="the engine's step params (schemas/spec.py RequestParams) do not expose n yet",
-    strict=True,
-)
 async def test_a_step_with_n(tmp_path: Path, clean_sandbox: SandboxServer) -> None:
     write_prompts(tmp_path / "prompts.parquet", ["Tell me about row 7"])
     await pipeline(make_spec(tmp_path, clean_sandbox.url, [step(params={"n": 2, "seed": 1})]))
@@ -141,4 +135,6 @@ async def test_a_step_with_n(tmp_path: Path, clean_sandbox: SandboxServer) -> No
     assert record["output"] == expected_answer(
         MODEL, [ChatMessage(role="user", content="Tell me about row 7")], seed=1
     )
+    choices = json.loads(record["choices"])
+    assert len(choices) == 2 and choices[0] == record["output"]
     assert clean_sandbox.stats()["requests"] == 1
