@@ -58,6 +58,24 @@ class Sizes:
     multi_model_rows: int = 1_920
     multi_model_concurrency: int = 16
     multi_model_latency_s: float = 0.2
+    # concurrency auto, latency-bound: 5 s answers, a key limited to 30,000 rpm (500/s). 75,000
+    # rows are ~150 s at the limit; the first 60 s (ramp-up) are left out of the steady state.
+    auto_rows: int = 75_000
+    auto_latency_s: float = 5.0
+    auto_rpm: int = 30_000
+    auto_ramp_s: float = 60.0
+    auto_contrast_rows: int = 640
+    # concurrency auto, capacity-bound: the sandbox serves N at once, 1 s each (~200 rows/s).
+    auto_capacity_n: int = 200
+    auto_capacity_latency_s: float = 1.0
+    auto_capacity_rows: int = 5_000
+    auto_capacity_sweep: tuple[int, ...] = (50, 100, 200, 400)
+    auto_capacity_ramp_s: float = 10.0
+    deep_rows: int = 50_000
+    deep_concurrency: int = 5_000
+    deep_latency_s: float = 5.0
+    startup_later_runs: int = 3
+    startup_rows: int = 20_000
     quick: bool = False
 
     @classmethod
@@ -81,6 +99,21 @@ class Sizes:
             memory_rows=(1_000, 3_000),
             capacity_requests=3_000,
             multi_model_rows=192,
+            auto_rows=1_500,
+            auto_latency_s=0.2,
+            auto_rpm=12_000,
+            auto_ramp_s=2.0,
+            auto_contrast_rows=100,
+            auto_capacity_n=20,
+            auto_capacity_latency_s=0.2,
+            auto_capacity_rows=600,
+            auto_capacity_sweep=(40,),
+            auto_capacity_ramp_s=1.0,
+            deep_rows=1_000,
+            deep_concurrency=500,
+            deep_latency_s=0.5,
+            startup_later_runs=1,
+            startup_rows=500,
             quick=True,
         )
 
@@ -148,7 +181,7 @@ def write_spec(
     base_url: str,
     prompts: Path,
     *,
-    concurrency: int,
+    concurrency: int | None,
     shard_size: int = 1000,
     limits: dict[str, Any] | None = None,
     byok: bool = False,
@@ -156,16 +189,14 @@ def write_spec(
 ) -> Path:
     """A one-step `pipeline.yaml` reading `prompts` and writing `directory/out`.
 
-    `byok` adds credentials from an environment variable (so the sandbox limits the provider
-    key); `step_fields` are further step keys (`retry`, ...).
+    `concurrency=None` leaves it out (`auto`, the default); `byok` adds credentials from an
+    environment variable (so the sandbox limits the provider key); `step_fields` are further step
+    keys (`retry`, ...).
     """
-    step: dict[str, Any] = {
-        "name": "answer",
-        "model": MODEL,
-        "input": "{{ question }}",
-        "concurrency": concurrency,
-        "timeout": 60,
-    }
+    step: dict[str, Any] = {"name": "answer", "model": MODEL, "input": "{{ question }}"}
+    if concurrency is not None:
+        step["concurrency"] = concurrency
+    step["timeout"] = 60
     if byok:
         step["credentials"] = {"env": PROVIDER_ENV}
     if limits:
@@ -212,7 +243,7 @@ def child_env(prefect_home: Path | None = None, **extra: str) -> dict[str, str]:
     return env
 
 
-def _hwm_mb(pid: int) -> float | None:
+def hwm_mb(pid: int) -> float | None:
     """VmHWM (peak resident set) of a live process, in MB (Linux only)."""
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -234,7 +265,7 @@ def run_child(command: list[str], env: dict[str, str], cwd: Path, timeout: float
 
         def poll() -> None:
             while not done.wait(0.2):
-                value = _hwm_mb(process.pid)
+                value = hwm_mb(process.pid)
                 if value is not None:
                     hwm.append(value)
 

@@ -22,6 +22,9 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import (
+    auto_capacity,
+    auto_latency,
+    deep,
     latency,
     memory,
     multi_model,
@@ -29,6 +32,7 @@ from benchmarks import (
     report,
     sandbox_capacity,
     scale_out,
+    startup,
     throughput,
 )
 from benchmarks.harness import REPO_ROOT, Result, Sizes, log
@@ -41,6 +45,10 @@ BENCHMARKS: dict[str, Callable[[Sizes], list[Result]]] = {
     "memory": memory.run,
     "multi_model": multi_model.run,
     "scale_out": scale_out.run,
+    "auto_latency": auto_latency.run,
+    "auto_capacity": auto_capacity.run,
+    "deep": deep.run,
+    "startup": startup.run,
 }
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 

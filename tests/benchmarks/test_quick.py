@@ -9,7 +9,19 @@ import sys
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parents[2]
-BENCHMARKS = {"sandbox_capacity", "throughput", "latency", "rate_limit", "memory", "multi_model"}
+BENCHMARKS = {
+    "sandbox_capacity",
+    "throughput",
+    "latency",
+    "rate_limit",
+    "memory",
+    "multi_model",
+    "scale_out",
+    "auto_latency",
+    "auto_capacity",
+    "deep",
+    "startup",
+}
 
 
 def test_quick_suite_runs_every_benchmark_and_writes_its_table(tmp_path: Path) -> None:
@@ -21,7 +33,7 @@ def test_quick_suite_runs_every_benchmark_and_writes_its_table(tmp_path: Path) -
         env=env,
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1500,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "latest.json").read_text())
