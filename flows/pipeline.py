@@ -34,8 +34,8 @@ from tasks.run.context import RunContext, RunPlan
 from tasks.run.control import RunControl
 from tasks.run.open_files import ensure_open_files
 from tasks.shard_task import run_step_shard
-from tasks.store.compaction import compact_outputs
-from tasks.store.done_index import load_done_index
+from tasks.store.catalog import load_catalog
+from tasks.store.compaction import compact_outputs, mark_compacted
 from tasks.store.journal import recover_journals
 from tasks.store.output_lock import output_lock
 from tasks.store.ownership import check_owner, owner_of
@@ -98,7 +98,7 @@ def _start_run(
         logger.info("recovered %d records journaled by an interrupted run", recovered)
     compact_outputs(output_dir)
     view_steps = frozenset(name for name in checked.order if checked.has_dependents(name))
-    index = load_done_index(output_dir, set(view_steps), retry_types)
+    catalog = load_catalog(output_dir)  # the files' footers: each shard reads its own records
     total = _total_rows(checked, limit)
     control.progress.reset(checked.order)
     for name in checked.order:
@@ -108,7 +108,7 @@ def _start_run(
         run_id,
         total,
         checked.order,
-        len(index),
+        catalog.records,
     )
     plan = RunPlan(
         run_id=run_id,
@@ -120,9 +120,9 @@ def _start_run(
         prices=spec.prices,
         max_cost_usd=spec.max_cost_usd,
         processes=worker_count(spec.dask) if spec.dask else 1,
-        fresh_output=len(index) == 0,
+        fresh_output=catalog.records == 0,
     )
-    return RunContext(plan, control, index=index, prices=checked.prices)
+    return RunContext(plan, control, catalog=catalog, prices=checked.prices)
 
 
 async def _finish_run(
@@ -143,9 +143,10 @@ async def _finish_run(
             spec.max_cost_usd,
             refused,
         )
-    if not run.fresh_output:
-        # Only older records can be superseded: a run into an empty directory skips the pass over
-        # every record (what would make memory grow with the dataset).
+    if run.fresh_output:
+        # Only older records can be superseded: a run into an empty directory has nothing to compact.
+        mark_compacted(run.output_dir)
+    else:
         compact_outputs(run.output_dir)
     models = {name: spec.step(name).model_names for name in checked.order}
     total = _total_rows(checked, limit)

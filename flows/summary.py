@@ -107,6 +107,9 @@ def summarize(
 
 def _add_latencies(steps: dict[tuple[str, str], StepSummary], output_dir: str, run_id: str) -> None:
     for (name, model), step in steps.items():
+        if step.ok + step.errors == 0:
+            step.cost_usd = 0.0  # nothing recorded by this run: no pass over the records at all
+            continue
         # One (step, model) at a time, filtered while reading: a few numbers per record in memory.
         of_this_run = (
             (pc.field("run_id") == run_id) & (pc.field("step") == name) & (pc.field("model") == model)

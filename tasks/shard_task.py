@@ -7,6 +7,7 @@ outcome on the run's progress board, and writes what the rows recorded as one pa
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pyarrow as pa
@@ -24,6 +25,7 @@ from tasks.rows.structured import OutputValidator
 from tasks.rows.tally import StepShardOutcome
 from tasks.run.context import RunContext, RunPlan
 from tasks.run.worker_plugin import worker_context
+from tasks.store.done_index import DoneIndex
 from tasks.store.journal import RecordJournal, journal_path
 from tasks.store.write_part import write_part
 
@@ -49,7 +51,10 @@ async def run_step_shard(
     plan = context.plan
     part = f"part-{plan.run_id[:8]}-{step.name}-{shard_index:05d}.parquet"
     journal = RecordJournal(journal_path(plan.output_dir, part))
-    lanes = await _lanes(context, step, upstream, journal)
+    row_ids = [str(value) for value in rows.column(plan.id_column).to_pylist()]
+    # This shard's records of this step only, read off the event loop (Arrow releases the GIL).
+    index = await asyncio.to_thread(context.shard_index, row_ids, step.name)
+    lanes = await _lanes(context, step, upstream, journal, index)
     outcome = StepShardOutcome(step=step.name, shard_index=shard_index)
     results, errors = result_columns(), error_columns()
     progress = context.control.progress
@@ -73,7 +78,6 @@ async def run_step_shard(
             )
 
     try:
-        row_ids = [str(value) for value in rows.column(plan.id_column).to_pylist()]
         blank = blank_rows(rows, sorted(lanes[0].renderer.referenced_columns()))
         await run_lanes(lanes, rows.to_pylist(), row_ids, blank, on_outcome)
         if len(results):
@@ -90,7 +94,11 @@ async def run_step_shard(
 
 
 async def _lanes(
-    context: RunContext, step: StepSpec, upstream: dict[str, StepShardOutcome], journal: RecordJournal
+    context: RunContext,
+    step: StepSpec,
+    upstream: dict[str, StepShardOutcome],
+    journal: RecordJournal,
+    index: DoneIndex,
 ) -> list[Lane]:
     renderer, validator = StepRenderer(step), OutputValidator(step)
     return [
@@ -104,7 +112,7 @@ async def _lanes(
             prices=context.prices,
             budget=context.budget,
             pool=await context.pools.pool(step, model),
-            index=context.index,
+            index=index,
             journal=journal,
             stop=context.control.stop,
             upstream=upstream,

@@ -11,8 +11,11 @@ import pyarrow.dataset as ds
 
 from schemas.spec import InputSpec
 from tasks.errors import InputError
+from tasks.inputs.ids import check_ids, scan_batches
 
 _GLOB_CHARS = set("*?[")
+
+__all__ = ["blank_rows", "check_columns", "check_ids", "check_prompt_values", "iter_shards", "open_dataset"]
 
 
 def open_dataset(spec: InputSpec) -> ds.Dataset:
@@ -43,35 +46,13 @@ def check_columns(dataset: ds.Dataset, spec: InputSpec, needed: set[str]) -> Non
         raise InputError(f"input {spec.path!r}: missing column(s) {missing}; available: {sorted(available)}")
 
 
-def check_ids(dataset: ds.Dataset, spec: InputSpec) -> int:
-    """Raise InputError on null or duplicate ids; return the number of rows."""
-    ids = dataset.to_table(columns=[spec.id_column]).column(spec.id_column)
-    if len(ids) == 0:
-        return 0
-    nulls = ids.null_count
-    if nulls:
-        first = pc.index(pc.is_null(ids), True).as_py()
-        raise InputError(
-            f"input {spec.path!r}: column {spec.id_column!r} has {nulls} null id(s), first at row {first}"
-        )
-    if pc.count_distinct(ids).as_py() != len(ids):
-        counts = pc.value_counts(ids)
-        duplicated = counts.filter(pc.greater(counts.field("counts"), 1))
-        example = duplicated[0]["values"].as_py()
-        raise InputError(
-            f"input {spec.path!r}: column {spec.id_column!r} has {len(duplicated)} duplicated id(s), "
-            f"e.g. {example!r}"
-        )
-    return len(ids)
-
-
 def check_prompt_values(dataset: ds.Dataset, spec: InputSpec, columns: set[str]) -> None:
     """Raise InputError naming the column and row id of the first null or empty prompt value."""
     for column in sorted(columns):
         count, first = 0, None
         offset = 0
         # Batch by batch: a million long prompts never sit in memory at once.
-        for batch in dataset.to_batches(columns=[spec.id_column, column], batch_size=65_536):
+        for batch in scan_batches(dataset, [spec.id_column, column], 65_536):
             bad = _blank(batch.column(1))
             found = pc.sum(bad).as_py() or 0
             if found and first is None:
@@ -111,7 +92,7 @@ def iter_shards(
     pending: list[pa.RecordBatch] = []
     pending_rows = 0
     remaining = limit
-    for batch in dataset.to_batches(columns=columns, batch_size=shard_size):
+    for batch in scan_batches(dataset, columns, shard_size):
         if remaining is not None:
             batch = batch.slice(0, remaining)
             remaining -= batch.num_rows

@@ -1,11 +1,12 @@
 """One run's state, built once by the flow and passed down to every shard task.
 
 `RunPlan` is the run's description: picklable, key-free, what a Dask worker receives. `RunContext`
-is the live state built from it: what is already done, the budget, the prices, the local tools,
-the progress board and stop signal, and the (step, model) pools with their keys' governors. The
-flow builds one per run; each Dask worker process builds its own from the plan (see
-`tasks.run.worker_plugin`). Two runs in one process have two contexts and share nothing but their
-keys' governors, because a provider counts a key's requests whoever sends them.
+is the live state built from it: where the records already done are (each shard reads its own),
+the budget, the prices, the local tools, the progress board and stop signal, and the (step, model)
+pools with their keys' governors. The flow builds one per run; each Dask worker process builds
+its own from the plan (see `tasks.run.worker_plugin`). Two runs in one process have two contexts
+and share nothing but their keys' governors, because a provider counts a key's requests
+whoever sends them.
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ from tasks.limits.governor import PROCESS_GOVERNORS, GovernorRegistry
 from tasks.rows.local_tools import LocalTool, load_tool
 from tasks.run.control import RunControl
 from tasks.run.pools import StepPools
-from tasks.store.done_index import DoneIndex, load_done_index
+from tasks.store.catalog import RecordCatalog, load_catalog
+from tasks.store.done_index import DoneIndex, shard_done_index
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class RunContext:
         control: RunControl | None = None,
         *,
         governors: GovernorRegistry = PROCESS_GOVERNORS,
-        index: DoneIndex | None = None,
+        catalog: RecordCatalog | None = None,
         prices: PriceTable | None = None,
         pacer: Any | None = None,
     ) -> None:
@@ -67,19 +69,22 @@ class RunContext:
         self.prices = prices if prices is not None else load_prices(plan.prices)
         # `pacer`: on a Dask worker, the cluster's `ClusterPacer` actor, which paces every key.
         self.pools = StepPools(plan.gateway, governors, plan.processes, pacer)
-        self._index = index
+        self._catalog = catalog
         self._tools: dict[str, dict[str, LocalTool]] = {}
         self._lock = threading.Lock()
 
     @property
-    def index(self) -> DoneIndex:
-        """What the output directory already holds, read on first use."""
+    def catalog(self) -> RecordCatalog:
+        """Where the output directory's records are (footers only), read on first use."""
         with self._lock:
-            if self._index is None:
-                self._index = load_done_index(
-                    self.plan.output_dir, set(self.plan.view_steps), self.plan.retry_types
-                )
-            return self._index
+            if self._catalog is None:
+                self._catalog = load_catalog(self.plan.output_dir)
+            return self._catalog
+
+    def shard_index(self, row_ids: list[str], step: str) -> DoneIndex:
+        """What is already recorded for these rows of `step`: read per shard, never for the whole run."""
+        with_views = step in self.plan.view_steps
+        return shard_done_index(self.catalog, row_ids, step, with_views, self.plan.retry_types)
 
     def tools_for(self, step: StepSpec) -> dict[str, LocalTool]:
         """The local tools of a runner step by name, imported once per run."""

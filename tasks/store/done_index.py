@@ -4,16 +4,20 @@ Records are keyed by `request_hash`, the content hash of what was sent. A hash t
 is never requested again; one that has an error record is requested again only by
 `byokflow retry-errors` (optionally only for some error types). Steps that later steps read also
 keep the fields a template may use, so a skipped row still feeds its downstream steps.
+
+A `DoneIndex` holds one shard's records of one step, never the whole output's: the shard task
+builds it from the `RecordCatalog`, which reads only the row groups that may hold the shard's rows.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.records import STEP_VIEW_FIELDS as VIEW_FIELDS
 from schemas.records import step_view
-from tasks.store.record_store import read_records
+from tasks.store.catalog import RecordCatalog
 
 # Records of rows never sent depend on other records; a retry always redoes them.
 UNSENT_TYPES = frozenset({"upstream_failed", "empty_prompt", "template_error"})
@@ -23,7 +27,7 @@ NEVER_KEPT = frozenset({"budget_exhausted"})
 
 @dataclass
 class DoneIndex:
-    """Request hashes already recorded in an output directory."""
+    """Request hashes already recorded for some rows (one shard's) of one step."""
 
     results: dict[str, dict[str, Any] | None] = field(default_factory=dict)
     errors: dict[str, str] = field(default_factory=dict)
@@ -52,20 +56,25 @@ class DoneIndex:
         return bool(self.retry_types) and error_type not in self.retry_types
 
 
-def load_done_index(output_dir: str, view_steps: set[str], retry_types: frozenset[str] | None) -> DoneIndex:
-    """Read the hashes (and, for `view_steps`, the template fields) of the records in `output_dir`."""
+def shard_done_index(
+    catalog: RecordCatalog,
+    row_ids: Sequence[str],
+    step: str,
+    with_views: bool,
+    retry_types: frozenset[str] | None,
+) -> DoneIndex:
+    """What is recorded for these rows of `step` (and, `with_views`, the fields its dependents read)."""
     index = DoneIndex(retry_types=retry_types)
-    table = read_records(output_dir, "results", ["request_hash", "step", *VIEW_FIELDS])
-    hashes, steps = table.column("request_hash").to_pylist(), table.column("step").to_pylist()
+    columns = ["request_hash", *VIEW_FIELDS] if with_views else ["request_hash"]
+    results = catalog.read_rows("results", row_ids, step, columns)
+    hashes = results.column("request_hash").to_pylist()
     index.results = dict.fromkeys(hashes)
-    wanted = [i for i, step in enumerate(steps) if step in view_steps]
-    if wanted:
-        views = table.take(wanted).select(list(VIEW_FIELDS)).to_pylist()
-        for i, view in zip(wanted, views, strict=True):
-            index.results[hashes[i]] = step_view(view)
-    errors = read_records(output_dir, "errors", ["request_hash", "error_type"])
+    if with_views:
+        views = results.select(list(VIEW_FIELDS)).to_pylist()
+        for digest, view in zip(hashes, views, strict=True):
+            index.results[digest] = step_view(view)
+    errors = catalog.read_rows("errors", row_ids, step, ["request_hash", "error_type"])
     index.errors = dict(
         zip(errors.column("request_hash").to_pylist(), errors.column("error_type").to_pylist(), strict=True)
     )
     return index
-
