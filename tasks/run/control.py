@@ -19,5 +19,10 @@ class RunControl:
         self.progress = ProgressBoard()
         self.stop = StopSignal()
 
+    def __reduce__(self) -> tuple[type[RunControl], tuple[()]]:
+        # Prefect ships the flow run's parameters to Dask workers with each task; a copy in another
+        # process is a fresh, unconnected control: the caller's board and signal stay with it.
+        return (RunControl, ())
+
     def __repr__(self) -> str:
         return f"RunControl(steps={list(self.progress.steps)}, stopping={self.stop.is_set()})"

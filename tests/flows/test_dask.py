@@ -9,6 +9,7 @@ import pytest
 from flows.pipeline import pipeline, pipeline_for
 from sandbox import SandboxConfig, SandboxServer
 from schemas.spec import DaskSpec
+from tasks.run.control import RunControl
 from tests.conftest import SANDBOX_GATEWAY_KEY
 from tests.flows.support import GATEWAY_ENV, make_spec, read, step, write_prompts
 
@@ -65,7 +66,8 @@ async def test_a_key_limit_holds_across_workers_that_share_its_pace(
             shard_size=120,
             dask=DaskSpec(workers=4),
         )
-        summary = await pipeline_for(spec)(spec)
+        # As the CLI calls it: with the caller's control (which must travel to the workers).
+        summary = await pipeline_for(spec)(spec, control=RunControl())
         stats = server.stats()
     assert summary.steps[0].ok == 240 and len(read(tmp_path / "out", "results")) == 240
     assert stats["requests"] == 240 and stats["rate_limited"] == 0
