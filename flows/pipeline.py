@@ -37,6 +37,7 @@ from tasks.shard_task import run_step_shard
 from tasks.store.catalog import load_catalog
 from tasks.store.compaction import compact_outputs, mark_compacted
 from tasks.store.journal import recover_journals
+from tasks.store.location import local_output_dir
 from tasks.store.output_lock import output_lock
 from tasks.store.ownership import check_owner, owner_of
 
@@ -176,8 +177,15 @@ def _as_spec(spec: PipelineSpec | str, out: str | None) -> PipelineSpec:
         spec = load_pipeline_spec(spec)
     if out is not None:
         spec = spec.model_copy(
-            update={"output": spec.output.model_copy(update={"path": str(Path(out).resolve())})}
+            update={
+                "output": spec.output.model_copy(
+                    update={"path": out if "://" in out else str(Path(out).resolve())}
+                )
+            }
         )
+    if spec.output.path.startswith("file://"):  # the store writes local paths: never a folder `file:`
+        local = local_output_dir(spec.output.path)
+        spec = spec.model_copy(update={"output": spec.output.model_copy(update={"path": local})})
     return spec
 
 
@@ -249,7 +257,6 @@ def _result_of(future: Any) -> StepShardOutcome:
     """Wait for a submitted shard task (in a thread, so the flow's loop goes on)."""
     outcome: StepShardOutcome = future.result()
     return outcome
-
 
 
 def pipeline_for(spec: PipelineSpec) -> Any:

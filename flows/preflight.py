@@ -17,6 +17,7 @@ from tasks.rows.local_tools import load_tool
 from tasks.rows.render import RESERVED_NAMES, StepRenderer
 from tasks.rows.structured import OutputValidator
 from tasks.run.credentials import load_key
+from tasks.store.location import local_output_dir
 
 
 class CheckedPipeline:
@@ -50,6 +51,7 @@ class CheckedPipeline:
 
 async def preflight(spec: PipelineSpec, *, check_keys: bool = True, sample_rows: int = 3) -> CheckedPipeline:
     """Check the step graph, the dataset, the templates and the keys; raise on the first problem."""
+    local_output_dir(spec.output.path)  # an output URI the store cannot write fails here, by name
     renderers = {step.name: StepRenderer(step) for step in spec.steps}
     _check_imports(spec)
     prices = load_prices(spec.prices)
