@@ -38,6 +38,7 @@ from tasks.store.catalog import load_catalog
 from tasks.store.compaction import compact_outputs, mark_compacted
 from tasks.store.journal import recover_journals
 from tasks.store.location import local_output_dir
+from tasks.store.merge import merge_small_files
 from tasks.store.output_lock import output_lock
 from tasks.store.ownership import check_owner, owner_of
 
@@ -144,11 +145,11 @@ async def _finish_run(
             spec.max_cost_usd,
             refused,
         )
-    if run.fresh_output:
+    if not run.fresh_output:
         # Only older records can be superseded: a run into an empty directory has nothing to compact.
-        mark_compacted(run.output_dir)
-    else:
         compact_outputs(run.output_dir)
+    merge_small_files(run.output_dir, spec.output.file_rows, spec.output.file_bytes)
+    mark_compacted(run.output_dir)  # every file is now compact, a fresh run's by construction
     models = {name: spec.step(name).model_names for name in checked.order}
     total = _total_rows(checked, limit)
     summary = summarize(spec.name, run.run_id, run.output_dir, total, elapsed_s, models, outcomes)

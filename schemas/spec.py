@@ -45,6 +45,15 @@ class OutputSpec(SpecModel):
     """Where results, errors and the manifest are written."""
 
     path: str = Field(description="Output directory (created if missing).")
+    file_rows: int = Field(
+        100_000,
+        ge=1,
+        description="Target records per file: at the end of a run, small parts are merged into files "
+        "of about this many records (or `file_bytes`, whichever comes first).",
+    )
+    file_bytes: int = Field(
+        128 * 1024 * 1024, ge=1, description="Target size of a merged file, in bytes of Parquet."
+    )
 
 
 class KeySource(SpecModel):

@@ -6,13 +6,15 @@ atomically (`write_part`); a killed run's journals become parts at the next star
 (`recover_journals`). The `RecordCatalog` knows the row-id range of every row group, so a shard
 reads only its own rows' records into a `DoneIndex` (`shard_done_index`) and a rerun sends only
 what is missing, in memory bounded by the shard; `compact_outputs` keeps one record per (row,
-step, model); `output_lock` lets one run at a time write a directory.
+step, model); `merge_small_files` turns a run's many small parts into a few large files;
+`output_lock` lets one run at a time write a directory.
 """
 
 from tasks.store.catalog import RecordCatalog, load_catalog
 from tasks.store.compaction import compact_outputs, mark_compacted
 from tasks.store.done_index import DoneIndex, shard_done_index
 from tasks.store.journal import RecordJournal, journal_path, recover_journals
+from tasks.store.merge import merge_small_files
 from tasks.store.output_lock import output_lock
 from tasks.store.record_store import read_records
 from tasks.store.write_part import write_part
@@ -25,6 +27,7 @@ __all__ = [
     "journal_path",
     "load_catalog",
     "mark_compacted",
+    "merge_small_files",
     "output_lock",
     "read_records",
     "recover_journals",

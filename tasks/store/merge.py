@@ -1,0 +1,74 @@
+"""Fewer, larger files: small parts merged into files of a target size at the end of a run.
+
+A run writes a part per (step, shard); a nightly run over a large dataset would add thousands of
+small files, which every reader (duckdb, polars, Spark, Athena) is slow on. Parts smaller than
+half the target are merged, in row-id order, into files of about `file_rows` records or
+`file_bytes` bytes. A merged file is written whole under a hidden name and renamed into place
+before its sources are removed: a kill in between leaves exact duplicates, which the next
+compaction removes (one record per (row, step, model) is kept), never a lost record.
+"""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from tasks.store.catalog import KINDS, RecordFile, load_catalog
+from tasks.store.record_store import RECORD_SCHEMAS, RecordKind
+
+FILE_ROWS = 100_000
+FILE_BYTES = 128 * 1024 * 1024
+
+
+def merge_small_files(output_dir: str, file_rows: int = FILE_ROWS, file_bytes: int = FILE_BYTES) -> int:
+    """Merge small record files into files of about the target size; returns the files removed."""
+    catalog = load_catalog(output_dir)
+    removed = 0
+    for kind in KINDS:
+        small = [f for f in catalog.files if f.kind == kind and _is_small(f, file_rows, file_bytes)]
+        small.sort(key=lambda f: (min((g.row_min or "" for g in f.groups), default=""), f.path.name))
+        for batch in _batches(small, file_rows, file_bytes):
+            if len(batch) > 1:
+                _merge(kind, batch, Path(output_dir) / kind)
+                removed += len(batch)
+    return removed
+
+
+def _is_small(file: RecordFile, file_rows: int, file_bytes: int) -> bool:
+    return file.rows < file_rows / 2 and file.path.stat().st_size < file_bytes / 2
+
+
+def _batches(files: list[RecordFile], file_rows: int, file_bytes: int) -> list[list[RecordFile]]:
+    """Consecutive files, cut where adding the next one would pass a target."""
+    batches: list[list[RecordFile]] = []
+    rows = size = 0
+    for file in files:
+        length = file.path.stat().st_size
+        if batches and rows + file.rows <= file_rows and size + length <= file_bytes:
+            batches[-1].append(file)
+            rows, size = rows + file.rows, size + length
+        else:
+            batches.append([file])
+            rows, size = file.rows, length
+    return batches
+
+
+def _merge(kind: RecordKind, sources: list[RecordFile], directory: Path) -> Path:
+    """Write the sources' records as one file (a source at a time, sorted by row id), then remove them."""
+    name = f"merged-{uuid.uuid4().hex[:16]}.parquet"
+    final, temporary = directory / name, directory / f".{name}.tmp"
+    schema = RECORD_SCHEMAS[kind]
+    try:
+        with pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
+            for source in sources:
+                table = pq.read_table(source.path, schema=schema)
+                # Each source becomes its own row groups, sorted: their row-id ranges stay narrow.
+                writer.write_table(table.sort_by([("row_id", "ascending"), ("step", "ascending")]))
+        temporary.replace(final)
+    finally:
+        temporary.unlink(missing_ok=True)
+    for source in sources:
+        source.path.unlink(missing_ok=True)
+    return final
