@@ -48,11 +48,10 @@ class RowGroupRange:
 
 @dataclass
 class RecordFile:
-    """One Parquet file of records, with its footer (kept: reopening needs no second read of it)."""
+    """One Parquet file of records and the ranges of its row groups (the footer itself is not kept)."""
 
     kind: RecordKind
     path: Path
-    metadata: pq.FileMetaData
     groups: list[RowGroupRange]
 
     @property
@@ -62,8 +61,9 @@ class RecordFile:
 
     def read(self, groups: list[int], columns: list[str]) -> pa.Table:
         """These columns of these row groups."""
-        file = pq.ParquetFile(self.path, metadata=self.metadata)
-        return file.read_row_groups(groups, columns=columns)
+        # The footer is read again rather than kept: thousands of parts' footers would be tens of MB.
+        with pq.ParquetFile(self.path) as file:
+            return file.read_row_groups(groups, columns=columns)
 
 
 @dataclass
@@ -113,7 +113,7 @@ def load_catalog(output_dir: str | Path) -> RecordCatalog:
             continue
         for path in sorted(directory.glob("*.parquet")):
             metadata = pq.read_metadata(path)
-            catalog.files.append(RecordFile(kind, path, metadata, _ranges(metadata)))
+            catalog.files.append(RecordFile(kind, path, _ranges(metadata)))
     return catalog
 
 
