@@ -42,6 +42,9 @@ NAME = "scale_out"
 WORKERS = 4
 UNLIMITED_CONCURRENCY = 250
 UNLIMITED_LATENCY_S = 1.0
+# A loaded machine starting a Dask cluster and Prefect's temporary server at once can take longer
+# than Prefect's default 20 s for the server.
+SLOW_START = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
 
 
 def run(sizes: Sizes) -> list[Result]:
@@ -98,7 +101,7 @@ def _limited_run(
         watcher = threading.Thread(target=_stop_on_first_arrival, args=(sandbox, filler, done), daemon=True)
         watcher.start()
     log(f"{NAME}: {label}: {rows} rows")
-    flow = run_byokflow(spec, wd, *args)
+    flow = run_byokflow(spec, wd, *args, **SLOW_START)
     done.set()
     if watcher is not None:
         watcher.join()
@@ -147,7 +150,7 @@ def _unlimited(rows: int) -> list[Result]:
                 directory, sandbox.url, prompts, concurrency=UNLIMITED_CONCURRENCY, shard_size=rows // WORKERS
             )
             log(f"{NAME}: {label}: {rows} rows at {UNLIMITED_LATENCY_S:g} s latency")
-            flow = run_byokflow(spec, directory, *args)
+            flow = run_byokflow(spec, directory, *args, **SLOW_START)
             child = flow.child
             if child.returncode != 0 or flow.elapsed_s is None:
                 results.append(Result(NAME, label, rows, child.wall_s, notes=describe_failure(child)))

@@ -44,15 +44,37 @@ class _KeyPace:
         """Use the tightest limits any worker knows; buckets keep their schedule."""
         rpm = min(filter(None, (self.rpm, rpm)), default=None)
         tpm = min(filter(None, (self.tpm, tpm)), default=None)
-        # The same buckets as one process's governor, so the cluster keeps the same promises.
+        # The same buckets as one process's governor, so the cluster keeps the same promises; a new
+        # bucket starts empty (see `_drain`).
+        now = time.monotonic()
         if rpm != self.rpm:
             self.rpm = rpm
-            tat = self.requests.tat if self.requests else -math.inf
-            self.requests = None if rpm is None else request_pacer(rpm, tat)
+            self.requests = None if rpm is None else _drain(request_pacer(rpm, self._tat(self.requests)), now)
         if tpm != self.tpm:
             self.tpm = tpm
-            tat = self.tokens.tat if self.tokens else -math.inf
-            self.tokens = None if tpm is None else token_pacer(tpm * (1 - HEADROOM), tat)
+            fresh = token_pacer(tpm * (1 - HEADROOM), self._tat(self.tokens)) if tpm else None
+            self.tokens = None if fresh is None else _drain(fresh, now)
+
+    @staticmethod
+    def _tat(pacer: Pacer | None) -> float:
+        return pacer.tat if pacer is not None else -math.inf
+
+    def pause_until(self, until: float) -> None:
+        """No send before `until`, and none in a burst right after it."""
+        self.paused_until = max(self.paused_until, until)
+        for pacer in (self.requests, self.tokens):
+            if pacer is not None:
+                _drain(pacer, self.paused_until)
+
+
+def _drain(pacer: Pacer, at: float) -> Pacer:
+    """Leave `pacer` empty at `at` at the latest: from then on sends go at its rate, not in a burst.
+
+    A key that was busy a moment ago (other runs, other clients, or the requests a pause held) has a
+    full provider window; a burst into it is what gets 429s, on every worker at once.
+    """
+    pacer.tat = max(pacer.tat, at + (pacer.burst - 1) * pacer.interval)
+    return pacer
 
 
 class ClusterPacer:
@@ -97,7 +119,7 @@ class ClusterPacer:
     def pause(self, key_id: str, seconds: float) -> None:
         """A worker got a 429: no send of this key before `seconds` from now."""
         pace = self._keys.setdefault(key_id, _KeyPace())
-        pace.paused_until = max(pace.paused_until, time.monotonic() + seconds)
+        pace.pause_until(time.monotonic() + seconds)
 
 
 def _next_slot(pace: _KeyPace, at: float, tokens: int) -> float:

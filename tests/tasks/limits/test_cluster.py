@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Any
 
@@ -108,3 +109,13 @@ def test_workers_draw_one_budget_and_an_idle_one_gives_its_share_back() -> None:
     # The busy worker got everything but what the idle one spent: never more than the budget.
     assert spent == pytest.approx(0.9, abs=0.1) and spent + 0.005 <= 1.0 + 1e-9
     assert busy.exhausted and not idle.exhausted
+
+
+def test_a_new_key_and_a_paused_one_resume_at_the_rate_not_in_a_burst() -> None:
+    pacer = ClusterPacer()
+    times, _ = pacer.lease("key", 6000, None, 10)
+    # Twenty send times 10 ms apart: a busy key's full window gets no burst from us.
+    assert all(b - a >= 0.0099 for a, b in itertools.pairwise(times))
+    pacer.pause("key", 2.0)
+    after, _ = pacer.lease("key", 6000, None, 10)
+    assert min(after) > 1.9 and all(b - a >= 0.0099 for a, b in itertools.pairwise(after))
