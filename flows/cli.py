@@ -32,6 +32,12 @@ def _quiet_prefect() -> None:
     # Prefect logs every task run to the console; the CLI shows its own progress instead.
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    # The temporary server's first start creates its database: on a busy machine that takes
+    # longer than Prefect's default 20 s, and the run would fail before sending anything.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from flows.prefect_server import shield_temporary_server
+
+    shield_temporary_server()  # Ctrl-C stops byokflow first; the server ends with byokflow
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -128,26 +134,28 @@ def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: A
     """Preflight, run with live progress, print the summary; Ctrl-C keeps what completed."""
     from flows.display import ProgressDisplay, print_summary
     from flows.pipeline import pipeline_for
+    from flows.prefect_server import sigterm_handler
     from flows.preflight import preflight
     from tasks.run.control import RunControl
-    from tasks.store.journal import recover_journals
+    from tasks.store.journal import recover_under_lock
 
     control = RunControl()
     stopper = _GracefulStop(control)
     previous = signal.signal(signal.SIGINT, stopper.on_signal)
     try:
         checked = asyncio.run(preflight(spec, sample_rows=0))
-        with ProgressDisplay(console, control.progress):
+        with ProgressDisplay(console, control.progress), sigterm_handler(stopper.on_signal):
             flow = pipeline_for(spec)
             summary = asyncio.run(flow(spec, control=control, prechecked=checked, **options))
     except _user_errors() as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
-        saved = recover_journals(output_dir)
+        saved = recover_under_lock(output_dir)  # under the lock: never a live run's journals
+        kept = "are saved by the run now holding the directory" if saved is None else f"were saved ({saved})"
         raise _fail(
-            f"interrupted: {saved} records completed since the last part were saved; "
+            f"interrupted: the records completed since the last part {kept}; "
             f"run `{resume_hint}` to resume (only missing records are requested)",
-            code=130,
+            code=stopper.exit_code,
         ) from None
     finally:
         signal.signal(signal.SIGINT, previous)
@@ -155,7 +163,8 @@ def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: A
     print_summary(console, summary)
     if control.stop.is_set():
         raise _fail(
-            f"stopped before the end; run `{resume_hint}` to resume (only missing records are requested)", 130
+            f"stopped before the end; run `{resume_hint}` to resume (only missing records are requested)",
+            stopper.exit_code,
         )
 
 
@@ -163,20 +172,23 @@ GRACE_SECONDS = 15.0
 
 
 class _GracefulStop:
-    """First Ctrl-C: send nothing new and let in-flight requests finish; second, or too long: abort."""
+    """First Ctrl-C or SIGTERM: send nothing new, let in-flight requests finish; second or too long: abort."""
 
     def __init__(self, control: Any) -> None:
         self._control = control
         self._timer: threading.Timer | None = None
+        self.exit_code = 130  # 128 + the first stop signal: 130 for SIGINT, 143 for SIGTERM
 
     def on_signal(self, signum: int, frame: object) -> None:
-        """The SIGINT handler of one run."""
+        """The SIGINT and SIGTERM handler of one run."""
         if self._control.stop.is_set():
             raise KeyboardInterrupt
         self._control.stop.set()
+        self.exit_code = 128 + signum
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         errors.print(
-            f"stopping: no new requests; waiting up to {GRACE_SECONDS:.0f} s for the ones in flight "
-            "(Ctrl-C again to abort now)"
+            f"stopping: no new requests ({name}); waiting up to {GRACE_SECONDS:.0f} s for the ones in "
+            "flight (Ctrl-C again to abort now)"
         )
         # Aborts a graceful stop that takes too long, as a second Ctrl-C would.
         self._timer = threading.Timer(GRACE_SECONDS, _thread.interrupt_main)

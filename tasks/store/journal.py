@@ -15,7 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from schemas.records import ErrorRecord, RecordColumns, ResultRecord, error_columns, result_columns
-from tasks.store.write_part import write_part
+from tasks.errors import OutputBusyError
+from tasks.store.output_lock import output_lock
+from tasks.store.write_part import remove_temporaries, write_part
 
 JOURNAL_DIR = "journal"
 _RESULT_NAMES = tuple(f.name for f in fields(ResultRecord))
@@ -54,7 +56,13 @@ def journal_path(output_dir: str, part_name: str) -> Path:
 
 
 def recover_journals(output_dir: str) -> int:
-    """Turn journals left by an interrupted run into parts; returns the records recovered."""
+    """Turn journals left by an interrupted run into parts; returns the records recovered.
+
+    Call it holding the output lock (`recover_under_lock` takes it): the half-written temporary
+    files of the interrupted run are removed too, and no live journal is taken over.
+    """
+    if Path(output_dir).is_dir():
+        remove_temporaries(output_dir)
     directory = Path(output_dir) / JOURNAL_DIR
     if not directory.is_dir():
         return 0
@@ -85,3 +93,12 @@ def _read_journal(path: Path) -> tuple[RecordColumns, RecordColumns]:
         elif kind == "error":
             errors.append(ErrorRecord(**data))
     return results, errors
+
+
+def recover_under_lock(output_dir: str) -> int | None:
+    """`recover_journals` holding the output lock; None when another run holds the directory."""
+    try:
+        with output_lock(output_dir):
+            return recover_journals(output_dir)
+    except OutputBusyError:
+        return None  # that run recovers the journals when it starts

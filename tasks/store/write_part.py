@@ -1,4 +1,7 @@
-"""Writing one Parquet part atomically: a temporary file renamed into place when complete."""
+"""Writing one Parquet part atomically: a temporary file renamed into place when complete.
+
+A process killed mid-write leaves its hidden temporary file behind; the next run removes it.
+"""
 
 from __future__ import annotations
 
@@ -23,6 +26,19 @@ def write_part(table: pa.Table, directory: str | Path, name: str) -> Path:
     finally:
         temporary.unlink(missing_ok=True)
     return final
+
+
+def remove_temporaries(directory: str | Path) -> int:
+    """Remove the temporary files of interrupted writes under `directory`; returns how many.
+
+    Only safe while holding the output directory's lock: then no write is under way.
+    """
+    removed = 0
+    for path in Path(directory).rglob(".*.tmp"):
+        if path.is_file():
+            path.unlink(missing_ok=True)
+            removed += 1
+    return removed
 
 
 def write_json_atomically(path: str | Path, text: str) -> None:
