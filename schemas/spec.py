@@ -26,10 +26,25 @@ class SpecModel(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+class StorageOptions(SpecModel):
+    """Where an object store is, for a URI path; never its credentials (environment or profiles)."""
+
+    endpoint_url: str | None = Field(
+        None, description="An S3-compatible endpoint (MinIO, R2, a test server); else AWS_ENDPOINT_URL_S3."
+    )
+    region: str | None = Field(None, description="The bucket's region.")
+    anonymous: bool = Field(False, description="Read without credentials (public buckets).")
+
+
 class InputSpec(SpecModel):
     """The Parquet dataset of prompts."""
 
     path: str = Field(description="Parquet file, directory or glob; a local path or any URI pyarrow reads.")
+    storage_options: StorageOptions | None = Field(
+        None,
+        description="For an s3:// path: endpoint and region (credentials come from the environment, "
+        "profiles or instance roles, never from the spec).",
+    )
     id_column: str = Field("id", description="Column that identifies a row; values must be unique.")
     columns: list[str] | None = Field(
         None, description="Columns to read (projection); the id column is always read."

@@ -8,6 +8,7 @@ from collections.abc import Iterable, Iterator
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 
 from schemas.spec import InputSpec
 from tasks.errors import InputError
@@ -26,7 +27,8 @@ def open_dataset(spec: InputSpec) -> ds.Dataset:
         if not source:
             raise InputError(f"input {spec.path!r}: the pattern matches no file")
     try:
-        dataset = ds.dataset(source, format="parquet")
+        filesystem, source = _filesystem(spec, source)
+        dataset = ds.dataset(source, format="parquet", filesystem=filesystem)
         # Opening is lazy; reading the schema of every fragment surfaces non-Parquet files now.
         dataset.schema  # noqa: B018
         for fragment in dataset.get_fragments():
@@ -36,6 +38,19 @@ def open_dataset(spec: InputSpec) -> ds.Dataset:
     except (pa.ArrowInvalid, OSError) as exc:
         raise InputError(f"input {spec.path!r}: not a readable Parquet dataset ({exc})") from None
     return dataset
+
+
+def _filesystem(spec: InputSpec, source: str | list[str]) -> tuple[pafs.FileSystem | None, str | list[str]]:
+    """The S3 filesystem `storage_options` describe, and the path inside it (None: pyarrow infers it)."""
+    options = spec.storage_options
+    if options is None:
+        return None, source
+    if not spec.path.startswith("s3://"):
+        raise InputError(f"input {spec.path!r}: storage_options apply to s3:// paths only")
+    filesystem = pafs.S3FileSystem(
+        endpoint_override=options.endpoint_url, region=options.region, anonymous=options.anonymous
+    )
+    return filesystem, spec.path.removeprefix("s3://")
 
 
 def check_columns(dataset: ds.Dataset, spec: InputSpec, needed: set[str]) -> None:

@@ -75,3 +75,23 @@ async def test_a_file_uri_output_is_the_local_directory(tmp_path: Path, clean_sa
     await pipeline(spec, out=f"file://{tmp_path / 'uri-out'}")
     assert len(read(tmp_path / "uri-out", "results")) == 2
     assert not (tmp_path / "file:").exists()
+
+
+async def test_storage_options_name_the_endpoint_and_never_take_credentials(
+    tmp_path: Path,
+    clean_sandbox: SandboxServer,
+    s3_server: S3Server,
+    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+) -> None:
+    from pydantic import ValidationError
+
+    from schemas.spec import InputSpec
+
+    uri = put_prompts(s3_server, "inputs/options.parquet", 4)
+    monkeypatch.delenv("AWS_ENDPOINT_URL_S3")  # the endpoint comes from the spec alone
+    spec = make_spec(tmp_path, clean_sandbox.url, [step()])
+    source = InputSpec(path=uri, storage_options={"endpoint_url": s3_server.endpoint, "region": "us-east-1"})
+    summary = await pipeline(spec.model_copy(update={"input": source}))
+    assert summary.steps[0].ok == 4
+    with pytest.raises(ValidationError, match="secret_access_key"):
+        InputSpec(path=uri, storage_options={"secret_access_key": "no"})
