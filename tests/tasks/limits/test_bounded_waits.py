@@ -7,17 +7,20 @@ import pytest
 from gateway.errors import RateLimitError
 from schemas.spec import RateLimits
 from tasks.limits.bounded import KeyPausedError
+from tasks.limits.governor import RateGovernor
 from tasks.limits.pacing import merge_limits
 from tests.tasks.limits.test_governor import START, VirtualTime, governor
 
 
-async def admitted_or_refused(gov: object, vt: VirtualTime, count: int, **slot: float) -> list[object]:
+async def admitted_or_refused(
+    gov: RateGovernor, vt: VirtualTime, count: int, within: float | None = None
+) -> list[object]:
     """Send `count` requests at once; each ends as the time it was admitted, or the error it got."""
     outcomes: list[object] = []
 
     async def row() -> None:
         try:
-            async with gov.slot(**slot):  # type: ignore[attr-defined]
+            async with gov.slot(within=within):
                 outcomes.append(vt.now)
         except KeyPausedError as exc:
             outcomes.append(exc)
@@ -72,7 +75,7 @@ async def test_a_pause_beyond_a_requests_deadline_ends_it_but_not_a_request_with
 async def test_waiting_for_a_busy_key_ends_at_the_deadline() -> None:
     vt = VirtualTime()
     gov = governor(vt, max_concurrency=1)
-    outcomes: list[object] = []
+    outcomes: list[tuple[float, KeyPausedError | None]] = []
 
     async def holder() -> None:
         async with gov.slot():
@@ -82,7 +85,7 @@ async def test_waiting_for_a_busy_key_ends_at_the_deadline() -> None:
         await vt.sleep(1)  # the holder is in by now
         try:
             async with gov.slot(within=10):
-                outcomes.append(vt.now)
+                outcomes.append((vt.now, None))
         except KeyPausedError as exc:
             outcomes.append((vt.now, exc))
 
