@@ -9,6 +9,8 @@ In one invocation, against one sandbox: a sweep of fixed concurrencies (`auto_ca
 e.g. 50, 100, 200, 400) and the step without `concurrency` (auto). Each run's steady state is
 its admitted requests per second on the sandbox's arrival log from `auto_capacity_ramp_s` after
 its first arrival to its last (`benchmarks.traces`); the window is read from the progress lines.
+The auto run has more rows (`auto_capacity_auto_rows`), so its steady state holds several of the
+window's grow and back-off cycles rather than the first overshoot alone.
 
 Targets: auto's window after ramp-up settles within ±25 % of N (its median over the progress
 lines), and auto's steady state ≥ 0.9 × the best fixed concurrency's.
@@ -122,6 +124,8 @@ def run(sizes: Sizes) -> list[Result]:
     with workdir(NAME) as wd, start_process(config) as sandbox:
         prompts = write_prompts(wd / "prompts.parquet", rows)
         fixed = [_one(sandbox, wd / f"fixed-{c}", prompts, rows, c, sizes) for c in sizes.auto_capacity_sweep]
-        auto = _one(sandbox, wd / "auto", prompts, rows, None, sizes)
+        auto_rows = sizes.auto_capacity_auto_rows
+        auto_prompts = write_prompts(wd / "auto.parquet", auto_rows) if auto_rows != rows else prompts
+        auto = _one(sandbox, wd / "auto", auto_prompts, auto_rows, None, sizes)
     _judge(auto, fixed, capacity, latency_s)
     return [*fixed, auto]

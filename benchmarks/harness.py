@@ -69,6 +69,8 @@ class Sizes:
     auto_capacity_n: int = 200
     auto_capacity_latency_s: float = 1.0
     auto_capacity_rows: int = 5_000
+    # The auto run's rows: ~75 s at N ÷ latency, several of the window's grow/back-off cycles.
+    auto_capacity_auto_rows: int = 15_000
     auto_capacity_sweep: tuple[int, ...] = (50, 100, 200, 400)
     auto_capacity_ramp_s: float = 10.0
     deep_rows: int = 50_000
@@ -107,6 +109,7 @@ class Sizes:
             auto_capacity_n=20,
             auto_capacity_latency_s=0.2,
             auto_capacity_rows=600,
+            auto_capacity_auto_rows=600,
             auto_capacity_sweep=(40,),
             auto_capacity_ramp_s=1.0,
             deep_rows=1_000,
