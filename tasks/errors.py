@@ -5,9 +5,12 @@
     ├── TemplateError     a prompt template does not compile or references an unknown name
     ├── CredentialError   a Secret block or environment variable holding a key is missing or empty
     ├── ToolImportError   a local tool's import path names no module, no attribute, or no callable
-    └── OutputBusyError   another run is writing to the same output directory
+    ├── OutputBusyError   another run is writing to the same output directory
+    ├── OutputOwnedError  the output directory holds another pipeline's records
+    └── ReportError       an output directory has nothing to report (tasks/evaluation/report.py)
 
-Provider failures are never raised: they become error records.
+Provider failures are never raised: they become error records (a key paused beyond `max_pause`
+is `KeyPausedError`, a `RateLimitError` the row records as `rate_limited`: tasks/limits/bounded.py).
 """
 
 from __future__ import annotations
@@ -37,3 +40,7 @@ class ToolImportError(PipelineError):
 
 class OutputBusyError(PipelineError):
     """Another run is writing to the same output directory."""
+
+
+class OutputOwnedError(PipelineError):
+    """The output directory holds the records of another pipeline."""

@@ -14,13 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from schemas.spec import PipelineSpec
-from tasks.errors import PipelineError
+from tasks.errors import OutputOwnedError
 
 MANIFEST = "manifest.json"
-
-
-class OutputOwnedError(PipelineError):
-    """The output directory holds the records of another pipeline."""
 
 
 def steps_fingerprint(spec: PipelineSpec) -> str:
