@@ -92,10 +92,10 @@ class ProgressDisplay:
 
 def _detail(step: StepProgress, elapsed: float) -> str:
     cost = f"${step.cost_usd:.4f}" + ("+unknown" if step.cost_unknown else "")
-    window = step.window_text()
+    extra = [text for text in (step.window_text(), step.pause_text()) if text]
     return (
         f"ok {step.ok}, errors {step.errors}, {step.tokens} tokens, {cost}, {step.done / elapsed:.0f} rows/s"
-        + (f", {window}" if window else "")
+        + "".join(f", {text}" for text in extra)
     )
 
 

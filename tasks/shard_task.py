@@ -58,6 +58,8 @@ async def run_step_shard(
     outcome = StepShardOutcome(step=step.name, shard_index=shard_index)
     results, errors = result_columns(), error_columns()
     progress = context.control.progress
+    for lane in lanes:
+        progress.watch_key(step.name, lane.model, lane.pool.governor)
 
     def on_outcome(lane: Lane, row: RowOutcome) -> None:
         outcome.add(lane.model, row, keep_outputs)

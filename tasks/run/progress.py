@@ -10,6 +10,15 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, Protocol
+
+
+class KeyState(Protocol):
+    """A key's governor as progress reads it."""
+
+    def snapshot(self) -> dict[str, Any]:
+        """Its state now (`paused_for` seconds among it)."""
 
 
 @dataclass
@@ -26,6 +35,16 @@ class StepProgress:
     error_types: Counter[str] = field(default_factory=Counter)
     # Per model: requests allowed in flight now, and why it last changed (`concurrency: auto`).
     windows: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # The keys' governors of this step's models, read (not written) by whoever shows progress.
+    keys: dict[str, KeyState] = field(default_factory=dict)
+
+    def pause_text(self) -> str:
+        """`key paused 12 s (until 22:51:03 UTC)` while a key of this step is paused, else ''."""
+        longest = max((key.snapshot()["paused_for"] for key in list(self.keys.values())), default=0.0)
+        if longest <= 0:
+            return ""
+        until = datetime.now(UTC) + timedelta(seconds=longest)
+        return f"key paused {longest:.0f} s (until {until:%H:%M:%S} UTC)"
 
     def window_text(self) -> str:
         """The in-flight window(s) for a progress line, e.g. `window 240 (growing)`."""
@@ -58,6 +77,11 @@ class ProgressBoard:
         """`rows` more rows are known to need `step`."""
         with self._lock:
             self.steps.setdefault(step, StepProgress()).total += rows
+
+    def watch_key(self, step: str, model: str, key: KeyState) -> None:
+        """Show when `step`'s `model`'s key is paused (its governor's snapshot says)."""
+        with self._lock:
+            self.steps.setdefault(step, StepProgress()).keys[model] = key
 
     def set_window(self, step: str, model: str, size: int, reason: str) -> None:
         """The window of `step`'s `model` is now `size`, last changed for `reason`."""
