@@ -1,0 +1,121 @@
+"""One run at a time across machines: a lease object on S3, taken and renewed by conditional writes.
+
+`flock` only holds on one machine. On an object store the lock is an object next to the records
+(`.byokflow.lease`): it is created only if absent (`If-None-Match: *`), renewed only by its holder
+(`If-Match` on the ETag it wrote), and taken over only once it has expired, again by a conditional
+write, so two runs racing for an expired lease cannot both win. A killed run stops renewing; its
+lease expires after `ttl_s` and the next run takes it over. The lease names a host and pid, never
+a credential. Needs boto3 (any S3-compatible endpoint that honours conditional writes).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tasks.errors import OutputBusyError, PipelineError
+
+LEASE_NAME = ".byokflow.lease"
+TTL_S = 60.0
+
+
+class LeaseLostError(PipelineError):
+    """The run's lease on its output was taken over (it was not renewed in time)."""
+
+
+class S3Lease:
+    """The lease object of one output location (`bucket`, `prefix`)."""
+
+    def __init__(self, client: Any, bucket: str, prefix: str, ttl_s: float = TTL_S) -> None:
+        self.client, self.bucket, self.ttl_s = client, bucket, ttl_s
+        self.key = f"{prefix.strip('/')}/{LEASE_NAME}".lstrip("/")
+        self.etag: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The lease object's URI."""
+        return f"s3://{self.bucket}/{self.key}"
+
+    def acquire(self) -> None:
+        """Take the lease, or raise OutputBusyError naming its live holder."""
+        if self._put(IfNoneMatch="*"):
+            return
+        holder, etag = self._read()
+        if holder is not None and holder.get("expires", 0) > time.time():
+            until = time.strftime("%H:%M:%S", time.gmtime(holder.get("expires", 0)))
+            raise OutputBusyError(
+                f"output {self.where.removesuffix(LEASE_NAME)!r} is being written by another byokflow run "
+                f"(host {holder.get('host')!r}, pid {holder.get('pid')}, lease held until {until} UTC); "
+                "wait for it to finish"
+            )
+        # Expired (a killed run): taken over only if nobody else took it first.
+        if etag is None or not self._put(IfMatch=etag):
+            raise OutputBusyError(f"output lease {self.where!r} was just taken by another run; try again")
+
+    def renew(self) -> None:
+        """Extend the lease; LeaseLostError if another run holds it now."""
+        if self.etag is None or not self._put(IfMatch=self.etag):
+            raise LeaseLostError(f"output lease {self.where!r} was taken over by another run")
+
+    def release(self) -> None:
+        """Give the lease up (only if it is still this run's)."""
+        holder, etag = self._read()
+        if etag is not None and etag == self.etag and holder is not None:
+            self.client.delete_object(Bucket=self.bucket, Key=self.key)
+        self.etag = None
+
+    def _put(self, **condition: str) -> bool:
+        body = {"host": socket.gethostname(), "pid": os.getpid(), "expires": time.time() + self.ttl_s}
+        try:
+            answer = self.client.put_object(
+                Bucket=self.bucket, Key=self.key, Body=json.dumps(body).encode(), **condition
+            )
+        except self.client.exceptions.ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in (
+                "PreconditionFailed",
+                "ConditionalRequestConflict",
+            ):
+                return False
+            raise
+        self.etag = answer["ETag"]
+        return True
+
+    def _read(self) -> tuple[dict[str, Any] | None, str | None]:
+        try:
+            answer = self.client.get_object(Bucket=self.bucket, Key=self.key)
+        except self.client.exceptions.NoSuchKey:
+            return None, None
+        try:
+            holder = json.loads(answer["Body"].read())
+        except ValueError:
+            holder = {}
+        return (holder if isinstance(holder, dict) else {}), answer["ETag"]
+
+
+@contextmanager
+def held(lease: S3Lease) -> Iterator[None]:
+    """Hold `lease` for the duration of a run, renewed in the background every third of its ttl."""
+    lease.acquire()
+    stop = threading.Event()
+
+    def renew() -> None:
+        while not stop.wait(lease.ttl_s / 3):
+            try:
+                lease.renew()
+            except LeaseLostError:
+                return  # the run's next write is no longer safe; release below will not delete
+
+    renewer = threading.Thread(target=renew, name="byokflow-lease", daemon=True)
+    renewer.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        renewer.join()
+        lease.release()

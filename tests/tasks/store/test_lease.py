@@ -1,0 +1,55 @@
+"""The S3 lease lock against a real moto server: one holder, expiry, takeover, renewal, release."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from tasks.errors import OutputBusyError
+from tasks.store.lease import LeaseLostError, S3Lease, held
+from tests.store_fixtures import S3Server, s3_server  # noqa: F401 (the fixture)
+
+
+def client(s3: S3Server):  # type: ignore[no-untyped-def]
+    import boto3
+
+    return boto3.client("s3", endpoint_url=s3.endpoint)
+
+
+def test_a_second_run_is_refused_while_the_first_holds_the_lease(s3_server: S3Server) -> None:  # noqa: F811
+    first, second = (
+        S3Lease(client(s3_server), s3_server.bucket, "busy"),
+        S3Lease(client(s3_server), s3_server.bucket, "busy"),
+    )
+    busy = r"being written by another byokflow run \(host .*pid \d+"
+    with held(first), pytest.raises(OutputBusyError, match=busy):
+        second.acquire()
+    second.acquire()  # released: the next run goes ahead
+    second.release()
+
+
+def test_an_expired_lease_is_taken_over_and_its_old_holder_cannot_renew(s3_server: S3Server) -> None:  # noqa: F811
+    killed = S3Lease(client(s3_server), s3_server.bucket, "expiry", ttl_s=0.2)
+    killed.acquire()  # then the process dies: no renewal
+    time.sleep(0.3)
+    resumed = S3Lease(client(s3_server), s3_server.bucket, "expiry")
+    resumed.acquire()
+    with pytest.raises(LeaseLostError):
+        killed.renew()
+    killed.release()  # not its lease any more: left in place
+    with pytest.raises(OutputBusyError):
+        S3Lease(client(s3_server), s3_server.bucket, "expiry").acquire()
+    resumed.renew()
+    resumed.release()
+
+
+def test_the_lease_names_no_credential(s3_server: S3Server) -> None:  # noqa: F811
+    import os
+
+    lease = S3Lease(client(s3_server), s3_server.bucket, "content")
+    lease.acquire()
+    body = client(s3_server).get_object(Bucket=s3_server.bucket, Key=lease.key)["Body"].read().decode()
+    lease.release()
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in body and os.environ["AWS_ACCESS_KEY_ID"] not in body
+    assert set(__import__("json").loads(body)) == {"host", "pid", "expires"}
