@@ -7,8 +7,9 @@ token bucket on estimated tokens), and each worker process draws `ClusterLease`s
 is a few requests' worth of send times, one round trip for the lot, sized to `LEASE_S` of the
 key's rate. Idle workers draw nothing, so busy ones get the whole rate.
 
-A 429 anywhere pauses the key everywhere: the worker that got it tells the pacer, which schedules
-no send before the pause ends, and drops its own unsent grants; other workers' grants already
+A pause anywhere (a 429, or `x-ratelimit-remaining-*: 0` with its reset) pauses the key
+everywhere: the worker that saw it tells the pacer, which schedules no send before the pause
+ends, and drops its own unsent grants; other workers' grants already
 handed out (at most `LEASE_S` worth each) may still go, then they too wait. The pacer also
 holds the run's budget, which workers draw in chunks (`ClusterBudget`). What is not paced here
 stays per worker: concurrency (`max_concurrency` is shared out) and the learning of limits from
@@ -143,6 +144,7 @@ class ClusterLease:
         self._grants: deque[float] = deque()
         self._lock = threading.Lock()
         self._refills: dict[int, asyncio.Lock] = {}
+        self._paused_until = -math.inf
         self.round_trips = 0
 
     async def admit(self, tokens: int, rpm: int | None, tpm: int | None) -> float:
@@ -166,9 +168,13 @@ class ClusterLease:
                     self._grants.extend(received + t for t in times)
 
     def pause(self, seconds: float) -> None:
-        """A 429 here: tell the pacer, and drop the send times it handed out before it."""
+        """The key is paused here (a 429, or headers saying nothing remains): pause it everywhere."""
+        until = time.monotonic() + seconds
         with self._lock:
             self._grants.clear()
+            if until <= self._paused_until + 0.001:
+                return  # the pacer already knows (several answers report the same pause)
+            self._paused_until = until
         self._pacer.pause(self.key_id, seconds)  # fire and forget: the next lease waits for it
 
     def _lease(self, tokens: int, rpm: int | None, tpm: int | None) -> tuple[list[float], float]:

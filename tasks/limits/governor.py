@@ -183,6 +183,10 @@ class RateGovernor:
                 self._configure(merged)
                 self._wake_head()
 
+    def paused_for(self) -> float:
+        """Seconds the key is still paused (0 when it is not)."""
+        return max(0.0, self._paused_until - self._clock())
+
     def known_rates(self) -> tuple[int | None, int | None]:
         """The key's rpm and tpm as configured, else as its headers said (None: unknown)."""
         return self._limits.rpm or self._learned[0], self._limits.tpm or self._learned[1]

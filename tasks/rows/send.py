@@ -103,7 +103,7 @@ async def _governed(lane: Lane, body: dict[str, Any], idempotency_key: str, dead
         except RateLimitError as exc:
             permit.rate_limited(retry_after=exc.retry_after, headers=exc.rate_limit)
             if lease is not None:  # pause the key on every worker, as long as it is paused here
-                lease.pause(governor.snapshot()["paused_for"])
+                lease.pause(governor.paused_for())
             _observe(window, started, "rate_limited")
             raise
         except APITimeoutError:
@@ -115,6 +115,9 @@ async def _governed(lane: Lane, body: dict[str, Any], idempotency_key: str, dead
         _observe(window, started, None)
         usage = result.completion.usage
         permit.succeeded(total_tokens=usage.total_tokens if usage else None, headers=result.rate_limit)
+        if lease is not None and (paused := governor.paused_for()) > 0:
+            # The headers said nothing remains until a reset: every worker waits for it, not just this one.
+            lease.pause(paused)
         return result
 
 

@@ -119,3 +119,12 @@ def test_a_new_key_and_a_paused_one_resume_at_the_rate_not_in_a_burst() -> None:
     pacer.pause("key", 2.0)
     after, _ = pacer.lease("key", 6000, None, 10)
     assert min(after) > 1.9 and all(b - a >= 0.0099 for a, b in itertools.pairwise(after))
+
+
+def test_one_pause_reported_by_many_answers_reaches_the_pacer_once() -> None:
+    remote = _LocalPacer()
+    lease = ClusterLease(remote, "key")
+    for _ in range(5):  # five answers in flight all saw `remaining: 0` with the same reset
+        lease.pause(2.0)
+    lease.pause(4.0)  # a longer one is news
+    assert remote.pauses == [2.0, 4.0]
