@@ -78,10 +78,10 @@ def run(
     from flows.sandbox_mode import against_sandbox
 
     try:
-        pipeline_spec = _with_dask(load_pipeline_spec(spec), dask)
+        pipeline_spec = _with_out(_with_dask(load_pipeline_spec(spec), dask), out)
     except _user_errors() as exc:
         raise _fail(str(exc)) from None
-    output_dir = str(out.resolve()) if out else pipeline_spec.output.path
+    output_dir = pipeline_spec.output.path
     resume_hint = (
         f"byokflow run {spec}" + (f" --out {out}" if out else "") + (" --sandbox" if use_sandbox else "")
     )
@@ -92,6 +92,13 @@ def run(
     with against_sandbox(pipeline_spec) as sandboxed:
         console.print(f"sandbox gateway on {sandboxed.gateway.base_url}")
         _run_with_display(sandboxed, output_dir, resume_hint, **options)
+
+
+def _with_out(spec: Any, out: Path | None) -> Any:
+    """The spec with `--out` applied, so preflight checks the directory the run writes."""
+    if out is None:
+        return spec
+    return spec.model_copy(update={"output": spec.output.model_copy(update={"path": str(out.resolve())})})
 
 
 def _with_dask(spec: Any, dask: str | None) -> Any:
@@ -144,6 +151,7 @@ def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: A
     previous = signal.signal(signal.SIGINT, stopper.on_signal)
     try:
         checked = asyncio.run(preflight(spec, sample_rows=0))
+        _print_warnings(checked.warnings)
         with ProgressDisplay(console, control.progress), sigterm_handler(stopper.on_signal):
             flow = pipeline_for(spec)
             summary = asyncio.run(flow(spec, control=control, prechecked=checked, **options))
@@ -213,6 +221,7 @@ def validate(
 
     try:
         checked = asyncio.run(preflight(load_pipeline_spec(spec)))
+        _print_warnings(checked.warnings)
         console.print(f"[green]ok[/]: {spec} — {checked.rows} rows, steps {' -> '.join(checked.order)}")
         for name, messages in (checked.samples[0] if checked.samples else {}).items():
             console.print(f"[bold]{name}[/] (first row):")
@@ -222,6 +231,11 @@ def validate(
             _print_estimate(checked)
     except _user_errors() as exc:
         raise _fail(str(exc)) from None
+
+
+def _print_warnings(warnings: list[str]) -> None:
+    for warning in warnings:
+        errors.print(f"[bold yellow]warning:[/] {warning}", highlight=False)
 
 
 def _print_estimate(checked: Any) -> None:

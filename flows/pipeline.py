@@ -64,7 +64,12 @@ async def pipeline(
     names that pipeline (this one takes the directory over).
     """
     spec = _as_spec(spec, out)
-    checked = prechecked if prechecked is not None and prechecked.spec == spec else await preflight(spec)
+    if prechecked is not None and prechecked.spec == spec:
+        checked = prechecked  # its caller has shown its warnings
+    else:
+        checked = await preflight(spec)
+        for warning in checked.warnings:
+            get_run_logger().warning(warning)
     check_scores(spec, checked.dataset)  # scorers' columns, judges and custom functions, before any request
     run_id = str(flow_run.get_id() or uuid.uuid4())
     retry_types = frozenset(error_types or ()) if retry_errors else None

@@ -7,17 +7,20 @@ from typing import Any
 
 import pyarrow.dataset as ds
 
+from flows.gateway_check import check_gateway
+from flows.output_checks import check_output
 from schemas.errors import SpecError
 from schemas.prices import PriceTable, load_prices
 from schemas.records import STEP_VIEW_FIELDS
 from schemas.spec import PipelineSpec
 from tasks.errors import TemplateError
+from tasks.inputs.checks import check_file_schemas, check_id_type, check_text
 from tasks.inputs.dataset import check_columns, check_ids, check_prompt_values, open_dataset
+from tasks.inputs.values import without_nanoseconds
 from tasks.rows.local_tools import load_tool
 from tasks.rows.render import RESERVED_NAMES, StepRenderer
 from tasks.rows.structured import OutputValidator
 from tasks.run.credentials import load_key
-from tasks.store.location import local_output_dir
 
 
 class CheckedPipeline:
@@ -27,7 +30,7 @@ class CheckedPipeline:
     then neither walks into nor tries to store.
     """
 
-    __slots__ = ("columns", "dataset", "depends_on", "order", "prices", "rows", "samples", "spec")
+    __slots__ = ("columns", "dataset", "depends_on", "order", "prices", "rows", "samples", "spec", "warnings")
 
     def __init__(
         self,
@@ -39,10 +42,13 @@ class CheckedPipeline:
         depends_on: dict[str, set[str]],
         prices: PriceTable,
         samples: list[dict[str, Any]] | None = None,
+        warnings: list[str] | None = None,
     ) -> None:
         self.spec, self.dataset, self.rows, self.columns = spec, dataset, rows, columns
         self.order, self.depends_on, self.prices = order, depends_on, prices
         self.samples = samples or []
+        # What preflight could not check (an unreachable gateway): the caller shows them.
+        self.warnings = warnings or []
 
     def has_dependents(self, step: str) -> bool:
         """Whether a later step reads this step's records."""
@@ -50,8 +56,8 @@ class CheckedPipeline:
 
 
 async def preflight(spec: PipelineSpec, *, check_keys: bool = True, sample_rows: int = 3) -> CheckedPipeline:
-    """Check the step graph, the dataset, the templates and the keys; raise on the first problem."""
-    local_output_dir(spec.output.path)  # an output URI the store cannot write fails here, by name
+    """Check the steps, the dataset, the templates, the keys and the gateway; raise on the first problem."""
+    check_output(spec.output.path)  # before the dataset: nothing is written if this fails
     renderers = {step.name: StepRenderer(step) for step in spec.steps}
     _check_imports(spec)
     prices = load_prices(spec.prices)
@@ -62,14 +68,24 @@ async def preflight(spec: PipelineSpec, *, check_keys: bool = True, sample_rows:
     order = _step_order(spec, depends_on)
     needed = set().union(*(r.referenced_columns() for r in renderers.values()))
     check_columns(dataset, spec.input, needed | set(spec.input.columns or ()))
+    columns = sorted(needed | {spec.input.id_column} | set(spec.input.columns or ()))
+    _check_values(dataset, spec, columns)
     rows = check_ids(dataset, spec.input)
     if spec.input.empty_prompts == "error":
         check_prompt_values(dataset, spec.input, needed)
-    columns = sorted(needed | {spec.input.id_column} | set(spec.input.columns or ()))
     samples = _render_samples(dataset, spec, columns, order, renderers, sample_rows)
+    warnings = []
     if check_keys:
         await _check_keys(spec)
-    return CheckedPipeline(spec, dataset, rows, columns, order, depends_on, prices, samples)
+        warnings = await check_gateway(spec)
+    return CheckedPipeline(spec, dataset, rows, columns, order, depends_on, prices, samples, warnings)
+
+
+def _check_values(dataset: ds.Dataset, spec: PipelineSpec, columns: list[str]) -> None:
+    """Types and bytes the id and prompt checks (and the run) rely on, before they read a value."""
+    check_id_type(dataset, spec.input)
+    check_file_schemas(dataset, spec.input, columns)
+    check_text(dataset, spec.input, columns)
 
 
 def _check_reserved_names(spec: PipelineSpec, columns: list[str], renderers: dict[str, StepRenderer]) -> None:
@@ -119,7 +135,7 @@ def _render_samples(
     renderers: dict[str, StepRenderer],
     count: int,
 ) -> list[dict[str, Any]]:
-    rows = dataset.head(count, columns=columns).to_pylist() if count else []
+    rows = without_nanoseconds(dataset.head(count, columns=columns)).to_pylist() if count else []
     samples = []
     for row in rows:
         steps = {name: placeholder_view() for name in order}

@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, field_validator, model_validator
 
@@ -106,6 +107,11 @@ class GatewaySpec(SpecModel):
         default_factory=lambda: KeySource(env="DEDALUS_API_KEY"),
         description="The gateway key (Authorization: Bearer).",
     )
+
+    @field_validator("base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _checked_base_url(value)
 
 
 class MessageTemplate(SpecModel):
@@ -349,6 +355,26 @@ class PipelineSpec(SpecModel):
                 "prices": None if self.prices is None else _resolve(self.prices, base),
             }
         )
+
+
+def _checked_base_url(value: str) -> str:
+    """An http(s) URL with a host (and a valid port): what the gateway client can send to."""
+    problem = None
+    try:
+        url = urlsplit(value)
+        url.port  # noqa: B018 - raises ValueError on a port that is not a number in range
+    except ValueError as exc:
+        problem = str(exc)
+    else:
+        if url.scheme not in ("http", "https"):
+            problem = "the scheme must be http:// or https://"
+        elif not url.hostname:
+            problem = "it has no host"
+        elif any(c.isspace() for c in value) or url.query or url.fragment:
+            problem = "it holds spaces, a query or a fragment"
+    if problem is not None:
+        raise ValueError(f"not a gateway URL ({problem}): {value!r}; e.g. 'https://api.dedaluslabs.ai'")
+    return value
 
 
 def _checked_provider(provider: str) -> str:

@@ -13,6 +13,7 @@ import pyarrow.fs as pafs
 from schemas.spec import InputSpec
 from tasks.errors import InputError
 from tasks.inputs.ids import check_ids, scan_batches
+from tasks.inputs.values import without_nanoseconds
 
 _GLOB_CHARS = set("*?[")
 
@@ -115,10 +116,10 @@ def iter_shards(
         pending_rows += batch.num_rows
         while pending_rows >= shard_size:
             table = pa.Table.from_batches(pending)
-            yield table.slice(0, shard_size)
+            yield without_nanoseconds(table.slice(0, shard_size))  # rows become dicts without pandas
             rest = table.slice(shard_size)
             pending, pending_rows = rest.to_batches(), rest.num_rows
         if remaining == 0:
             break
     if pending_rows:
-        yield pa.Table.from_batches(pending)
+        yield without_nanoseconds(pa.Table.from_batches(pending))

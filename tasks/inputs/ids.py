@@ -19,6 +19,7 @@ import pyarrow.dataset as ds
 
 from schemas.spec import InputSpec
 from tasks.errors import InputError
+from tasks.inputs.values import python_values
 
 PARTITION_ROWS = 200_000
 _BATCH_ROWS = 65_536
@@ -62,7 +63,7 @@ def _count_and_sample(dataset: ds.Dataset, spec: InputSpec) -> tuple[int, list[s
         nulls += ids.null_count
         step = max(1, batch.num_rows // _SAMPLE_PER_BATCH)
         picked = ids.take(pa.array(range(0, batch.num_rows, step), pa.int64()))
-        sample.extend(str(value) for value in picked.to_pylist() if value is not None)
+        sample.extend(str(value) for value in python_values(picked) if value is not None)
         rows += batch.num_rows
     if nulls:
         raise InputError(
@@ -106,7 +107,7 @@ def _check_distinct(ids: pa.ChunkedArray | pa.Array, spec: InputSpec) -> None:
         return
     counts = pc.value_counts(ids)
     duplicated = counts.filter(pc.greater(counts.field("counts"), 1))
-    example = duplicated[0]["values"].as_py()
+    example = python_values(duplicated.field("values").slice(0, 1))[0]
     raise InputError(
         f"input {spec.path!r}: column {spec.id_column!r} has {len(duplicated)} duplicated id(s), "
         f"e.g. {example!r}"

@@ -27,7 +27,24 @@ async def load_key(source: KeySource, environ: Mapping[str, str] | None = None) 
         assert source.secret is not None
         value = await _load_secret(source.secret)
     redact_key(value)
+    _check_sendable(value, source)
     return value
+
+
+def describe_source(source: KeySource) -> str:
+    """Where a key lives, for messages: the env variable or the Secret block, never the value."""
+    if source.env is not None:
+        return f"environment variable {source.env!r}"
+    return f"Secret block {source.secret!r}"
+
+
+def _check_sendable(value: str, source: KeySource) -> None:
+    """A key goes in an HTTP header: only printable ASCII, else every request would fail in the task."""
+    if not (value.isascii() and value.isprintable()):
+        raise CredentialError(
+            f"the key in {describe_source(source)} holds characters an HTTP header cannot carry "
+            "(non-ASCII, a newline or another control character); value not shown: store the key again"
+        )
 
 
 async def _load_secret(name: str) -> str:
