@@ -20,6 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from tasks.store.location import StoreLocation, store_location
 from tasks.store.record_store import RECORD_SCHEMAS, RecordKind
 
 KINDS: tuple[RecordKind, ...] = ("results", "errors")
@@ -51,7 +52,9 @@ class RecordFile:
     """One Parquet file of records and the ranges of its row groups (the footer itself is not kept)."""
 
     kind: RecordKind
-    path: Path
+    location: StoreLocation
+    path: str
+    size: int
     groups: list[RowGroupRange]
 
     @property
@@ -62,8 +65,13 @@ class RecordFile:
     def read(self, groups: list[int], columns: list[str]) -> pa.Table:
         """These columns of these row groups."""
         # The footer is read again rather than kept: thousands of parts' footers would be tens of MB.
-        with pq.ParquetFile(self.path) as file:
+        with self.location.fs.open_input_file(self.path) as source, pq.ParquetFile(source) as file:
             return file.read_row_groups(groups, columns=columns)
+
+    @property
+    def name(self) -> str:
+        """The file's name in its dataset."""
+        return self.path.rsplit("/", 1)[-1]
 
 
 @dataclass
@@ -104,16 +112,16 @@ def schema_of(schema: pa.Schema, columns: list[str]) -> pa.Schema:
     return pa.schema([schema.field(name) for name in columns])
 
 
-def load_catalog(output_dir: str | Path) -> RecordCatalog:
+def load_catalog(output_dir: str | Path | StoreLocation) -> RecordCatalog:
     """Read the footers of every record file in `output_dir` (no record is read)."""
+    location = store_location(output_dir)
     catalog = RecordCatalog()
     for kind in KINDS:
-        directory = Path(output_dir) / kind
-        if not directory.is_dir():
-            continue
-        for path in sorted(directory.glob("*.parquet")):
-            metadata = pq.read_metadata(path)
-            catalog.files.append(RecordFile(kind, path, _ranges(metadata)))
+        for info in location.parquet_files(kind):
+            with location.fs.open_input_file(info.path) as source:
+                metadata = pq.read_metadata(source)
+            size = info.size or 0
+            catalog.files.append(RecordFile(kind, location, info.path, size, _ranges(metadata)))
     return catalog
 
 

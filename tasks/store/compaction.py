@@ -14,38 +14,39 @@ marker `.byokflow.compacted.json`) is not read at all, so a rerun that wrote not
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.store.catalog import RecordFile, load_catalog
-from tasks.store.write_part import write_json_atomically, write_part
+from tasks.store.location import StoreLocation, store_location
 
 _KEY = ["row_id", "step", "model"]
 MARKER = ".byokflow.compacted.json"
 
 
-def compact_outputs(output_dir: str) -> int:
+def compact_outputs(output_dir: str | StoreLocation) -> int:
     """Remove superseded records from results and errors; returns how many were removed."""
-    catalog = load_catalog(output_dir)
-    known = _compacted_files(output_dir)
+    location = store_location(output_dir)
+    catalog = load_catalog(location)
+    known = _compacted_files(location)
     removed = 0
     for group in overlapping_groups(catalog.files):
         if all(_name(file) in known for file in group):
             continue
         removed += _compact_group(group)
-    mark_compacted(output_dir)
+    mark_compacted(location)
     return removed
 
 
-def mark_compacted(output_dir: str) -> None:
+def mark_compacted(output_dir: str | StoreLocation) -> None:
     """Record that every record file now in `output_dir` is compact (nothing in it is superseded)."""
-    names = sorted(_name(file) for file in load_catalog(output_dir).files)
-    if not names and not (Path(output_dir) / MARKER).exists():
+    location = store_location(output_dir)
+    names = sorted(_name(file) for file in load_catalog(location).files)
+    if not names and location.read_text(MARKER) is None:
         return
-    write_json_atomically(Path(output_dir) / MARKER, json.dumps({"files": names}))
+    location.write_text(MARKER, json.dumps({"files": names}))
 
 
 def overlapping_groups(files: list[RecordFile]) -> list[list[RecordFile]]:
@@ -78,13 +79,13 @@ def _bounds(file: RecordFile) -> tuple[str, str] | None:
 
 
 def _name(file: RecordFile) -> str:
-    return f"{file.kind}/{file.path.name}"
+    return f"{file.kind}/{file.name}"
 
 
-def _compacted_files(output_dir: str) -> set[str]:
+def _compacted_files(location: StoreLocation) -> set[str]:
     try:
-        marker = json.loads((Path(output_dir) / MARKER).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        marker = json.loads(location.read_text(MARKER) or "")
+    except ValueError:
         return set()
     files = marker.get("files") if isinstance(marker, dict) else None
     return {name for name in files if isinstance(name, str)} if isinstance(files, list) else set()
@@ -100,7 +101,7 @@ def _compact_group(files: list[RecordFile]) -> int:
     for file_index in sorted(set(listing.column("file").take(stale).to_pylist())) if len(stale) else []:
         in_file = pc.equal(listing.column("file"), file_index)
         drop = listing.filter(pc.and_(in_file, _mask(len(listing), stale))).column("position")
-        removed += _rewrite_without(files[file_index].path, set(drop.to_pylist()))
+        removed += _rewrite_without(files[file_index], set(drop.to_pylist()))
     return removed
 
 
@@ -108,7 +109,7 @@ def _listing(files: list[RecordFile]) -> pa.Table | None:
     """Every record's key, rank and place (file index, position in file) in these files."""
     tables: list[pa.Table] = []
     for file_index, file in enumerate(files):
-        table = pq.read_table(file.path, columns=[*_KEY, "completed_at"])
+        table = pq.read_table(file.path, columns=[*_KEY, "completed_at"], filesystem=file.location.fs)
         millis = pc.cast(table.column("completed_at"), pa.int64())
         rank = pc.add(pc.multiply(millis, 2), 1 if file.kind == "results" else 0)  # a result beats an error
         tables.append(
@@ -143,11 +144,11 @@ def _mask(length: int, positions: pa.Array) -> pa.Array:
     return pc.is_in(pa.array(range(length), pa.int64()), value_set=positions)
 
 
-def _rewrite_without(path: Path, positions: set[int]) -> int:
-    table = pq.read_table(path)
+def _rewrite_without(file: RecordFile, positions: set[int]) -> int:
+    table = pq.read_table(file.path, filesystem=file.location.fs)
     keep = [i for i in range(table.num_rows) if i not in positions]
     if keep:
-        write_part(table.take(keep), path.parent, path.name)
+        file.location.write_parquet(table.take(keep), file.kind, file.name)
     else:
-        path.unlink()
+        file.location.delete(file.path)
     return table.num_rows - len(keep)

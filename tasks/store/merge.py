@@ -11,33 +11,36 @@ compaction removes (one record per (row, step, model) is kept), never a lost rec
 from __future__ import annotations
 
 import uuid
-from pathlib import Path
 
 import pyarrow.parquet as pq
 
 from tasks.store.catalog import KINDS, RecordFile, load_catalog
+from tasks.store.location import StoreLocation, store_location
 from tasks.store.record_store import RECORD_SCHEMAS, RecordKind
 
 FILE_ROWS = 100_000
 FILE_BYTES = 128 * 1024 * 1024
 
 
-def merge_small_files(output_dir: str, file_rows: int = FILE_ROWS, file_bytes: int = FILE_BYTES) -> int:
+def merge_small_files(
+    output_dir: str | StoreLocation, file_rows: int = FILE_ROWS, file_bytes: int = FILE_BYTES
+) -> int:
     """Merge small record files into files of about the target size; returns the files removed."""
-    catalog = load_catalog(output_dir)
+    location = store_location(output_dir)
+    catalog = load_catalog(location)
     removed = 0
     for kind in KINDS:
         small = [f for f in catalog.files if f.kind == kind and _is_small(f, file_rows, file_bytes)]
-        small.sort(key=lambda f: (min((g.row_min or "" for g in f.groups), default=""), f.path.name))
+        small.sort(key=lambda f: (min((g.row_min or "" for g in f.groups), default=""), f.name))
         for batch in _batches(small, file_rows, file_bytes):
             if len(batch) > 1:
-                _merge(kind, batch, Path(output_dir) / kind)
+                _merge(location, kind, batch)
                 removed += len(batch)
     return removed
 
 
 def _is_small(file: RecordFile, file_rows: int, file_bytes: int) -> bool:
-    return file.rows < file_rows / 2 and file.path.stat().st_size < file_bytes / 2
+    return file.rows < file_rows / 2 and file.size < file_bytes / 2
 
 
 def _batches(files: list[RecordFile], file_rows: int, file_bytes: int) -> list[list[RecordFile]]:
@@ -45,7 +48,7 @@ def _batches(files: list[RecordFile], file_rows: int, file_bytes: int) -> list[l
     batches: list[list[RecordFile]] = []
     rows = size = 0
     for file in files:
-        length = file.path.stat().st_size
+        length = file.size
         if batches and rows + file.rows <= file_rows and size + length <= file_bytes:
             batches[-1].append(file)
             rows, size = rows + file.rows, size + length
@@ -55,20 +58,27 @@ def _batches(files: list[RecordFile], file_rows: int, file_bytes: int) -> list[l
     return batches
 
 
-def _merge(kind: RecordKind, sources: list[RecordFile], directory: Path) -> Path:
+def _merge(location: StoreLocation, kind: RecordKind, sources: list[RecordFile]) -> str:
     """Write the sources' records as one file (a source at a time, sorted by row id), then remove them."""
     name = f"merged-{uuid.uuid4().hex[:16]}.parquet"
-    final, temporary = directory / name, directory / f".{name}.tmp"
+    final = location.path(kind, name)
+    # On disk a hidden name renamed into place; on an object store the upload is whole or absent.
+    temporary = location.path(kind, f".{name}.tmp") if location.local else final
     schema = RECORD_SCHEMAS[kind]
     try:
-        with pq.ParquetWriter(temporary, schema, compression="zstd") as writer:
+        with (
+            location.fs.open_output_stream(temporary) as stream,
+            pq.ParquetWriter(stream, schema, compression="zstd") as writer,
+        ):
             for source in sources:
-                table = pq.read_table(source.path, schema=schema)
+                table = pq.read_table(source.path, schema=schema, filesystem=location.fs)
                 # Each source becomes its own row groups, sorted: their row-id ranges stay narrow.
                 writer.write_table(table.sort_by([("row_id", "ascending"), ("step", "ascending")]))
-        temporary.replace(final)
+        if temporary != final:
+            location.fs.move(temporary, final)
     finally:
-        temporary.unlink(missing_ok=True)
+        if temporary != final:
+            location.delete(temporary)
     for source in sources:
-        source.path.unlink(missing_ok=True)
+        location.delete(source.path)
     return final

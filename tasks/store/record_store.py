@@ -9,24 +9,26 @@ import pyarrow as pa
 import pyarrow.dataset as ds
 
 from schemas.records import ERROR_SCHEMA, RESULT_SCHEMA
+from tasks.store.location import StoreLocation, store_location
 
 RecordKind = Literal["results", "errors"]
 RECORD_SCHEMAS: dict[str, pa.Schema] = {"results": RESULT_SCHEMA, "errors": ERROR_SCHEMA}
 
 
 def read_records(
-    output_dir: str | Path,
+    output_dir: str | Path | StoreLocation,
     kind: RecordKind,
     columns: list[str] | None = None,
     filter: ds.Expression | None = None,
 ) -> pa.Table:
     """These columns of the `kind` records (an empty table of the right schema when there are none)."""
     schema = RECORD_SCHEMAS[kind]
-    directory = Path(output_dir) / kind
+    location = store_location(output_dir)
     # Listed explicitly, with the schema given: a folder whose only files are parts still being
     # written (hidden temporary names) reads as empty instead of as a dataset without columns.
-    files = sorted(str(path) for path in directory.glob("*.parquet")) if directory.is_dir() else []
+    files = [info.path for info in location.parquet_files(kind)]
     if not files:
         empty = schema.empty_table()
         return empty.select(columns) if columns else empty
-    return ds.dataset(files, format="parquet", schema=schema).to_table(columns=columns, filter=filter)
+    dataset = ds.dataset(files, format="parquet", schema=schema, filesystem=location.fs)
+    return dataset.to_table(columns=columns, filter=filter)

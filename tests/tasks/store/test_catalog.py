@@ -18,7 +18,7 @@ def test_a_shard_reads_only_the_row_groups_of_its_rows(tmp_path: Path) -> None:
     pq.write_table(results(ids[:5], "review"), tmp_path / "results" / "other.parquet")
     catalog = load_catalog(tmp_path)
     assert catalog.records == 105
-    file = next(f for f in catalog.files if f.path.name == "big.parquet")
+    file = next(f for f in catalog.files if f.name == "big.parquet")
     groups = [i for i, g in enumerate(file.groups) if g.may_hold(["r0012", "r0015"], "draft")]
     assert groups == [1]
     index = shard_done_index(catalog, ["r0012", "r0015", "r9999"], "draft", True, None)

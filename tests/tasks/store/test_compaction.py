@@ -64,7 +64,7 @@ def test_files_are_grouped_by_overlapping_row_ranges(tmp_path: Path) -> None:
     put(tmp_path, "results", "p2.parquet", results(["r04", "r09"], "draft"))
     put(tmp_path, "results", "p3.parquet", results(["r10", "r12"], "draft"))
     groups = overlapping_groups(load_catalog(tmp_path).files)
-    names = [sorted(f.path.name for f in group) for group in groups]
+    names = [sorted(f.name for f in group) for group in groups]
     assert names == [["p1.parquet", "p2.parquet"], ["p3.parquet"]]
 
 

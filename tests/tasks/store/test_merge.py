@@ -72,10 +72,10 @@ def test_a_kill_between_the_merged_file_and_its_sources_leaves_only_exact_duplic
 
     parts(tmp_path, shards=3, rows=5)
 
-    def killed(path: Path, missing_ok: bool = False) -> None:
+    def killed(location: object, path: str) -> None:
         raise KeyboardInterrupt  # the process dies right after the rename
 
-    monkeypatch.setattr(merge.Path, "unlink", killed)
+    monkeypatch.setattr(merge.StoreLocation, "delete", killed)
     with pytest.raises(KeyboardInterrupt):
         merge_small_files(str(tmp_path), file_rows=100)
     monkeypatch.undo()
