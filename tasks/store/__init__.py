@@ -7,13 +7,16 @@ atomically (`write_part`); a killed run's journals become parts at the next star
 reads only its own rows' records into a `DoneIndex` (`shard_done_index`) and a rerun sends only
 what is missing, in memory bounded by the shard; `compact_outputs` keeps one record per (row,
 step, model); `merge_small_files` turns a run's many small parts into a few large files;
-`output_lock` lets one run at a time write a directory.
+`output_lock` lets one run at a time write a directory (`S3Lease`, in `tasks.store.lease`, is the
+lock that holds across machines, for outputs on object storage). Everything but the journal and
+the lock reads and writes through a `StoreLocation`: a pyarrow filesystem and a root, local or not.
 """
 
 from tasks.store.catalog import RecordCatalog, load_catalog
 from tasks.store.compaction import compact_outputs, mark_compacted
 from tasks.store.done_index import DoneIndex, shard_done_index
 from tasks.store.journal import RecordJournal, journal_path, recover_journals
+from tasks.store.location import StoreLocation, store_location
 from tasks.store.merge import merge_small_files
 from tasks.store.output_lock import output_lock
 from tasks.store.record_store import read_records
@@ -23,6 +26,7 @@ __all__ = [
     "DoneIndex",
     "RecordCatalog",
     "RecordJournal",
+    "StoreLocation",
     "compact_outputs",
     "journal_path",
     "load_catalog",
@@ -32,5 +36,6 @@ __all__ = [
     "read_records",
     "recover_journals",
     "shard_done_index",
+    "store_location",
     "write_part",
 ]
