@@ -21,6 +21,8 @@ app = typer.Typer(
 )
 secret_app = typer.Typer(help="Store provider keys in Prefect Secret blocks.", no_args_is_help=True)
 app.add_typer(secret_app, name="secret")
+server_app = typer.Typer(help="The local Prefect server byokflow shares between runs.", no_args_is_help=True)
+app.add_typer(server_app, name="server")
 
 console = Console()
 errors = Console(stderr=True)
@@ -35,8 +37,11 @@ def _quiet_prefect() -> None:
     # The temporary server's first start creates its database: on a busy machine that takes
     # longer than Prefect's default 20 s, and the run would fail before sending anything.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from flows.local_server import use_shared_server
     from flows.prefect_server import shield_temporary_server
 
+    # One local Prefect server for every command (started on first use), not ~6 s of a new one each.
+    use_shared_server(announce=lambda message: errors.print(message, highlight=False))
     shield_temporary_server()  # Ctrl-C stops byokflow first; the server ends with byokflow
 
 
@@ -332,6 +337,36 @@ def sandbox(
         raise _fail(str(exc)) from None
     console.print(f"sandbox gateway on http://{host}:{port} (gateway keys: {sandbox_config.gateway_keys})")
     serve(sandbox_config, host=host, port=port)
+
+
+@server_app.command("status")
+def server_status() -> None:
+    """Say whether the shared local Prefect server runs, and where."""
+    from flows.local_server import find_server, prefect_home
+
+    found = find_server()
+    if found is None:
+        console.print(f"no shared Prefect server runs for PREFECT_HOME {prefect_home()}")
+        raise typer.Exit(1)
+    console.print(f"shared Prefect server at {found.url} (pid {found.pid}); UI at {found.url}")
+
+
+@server_app.command("start")
+def server_start() -> None:
+    """Start the shared local Prefect server (runs start it on first use anyway)."""
+    from flows.local_server import find_server, start_server
+
+    found = find_server() or start_server()
+    console.print(f"shared Prefect server at {found.url} (pid {found.pid})")
+
+
+@server_app.command("stop")
+def server_stop() -> None:
+    """Stop the shared local Prefect server."""
+    from flows.local_server import stop_server
+
+    stopped = stop_server()
+    console.print("no shared Prefect server was running" if stopped is None else f"stopped {stopped.url}")
 
 
 @secret_app.command("set")

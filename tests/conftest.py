@@ -30,6 +30,9 @@ from typing import Any
 PREFECT_HOME = Path(tempfile.mkdtemp(prefix="byokflow-test-prefect-"))
 os.environ["PREFECT_HOME"] = str(PREFECT_HOME)
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
+# Each test session runs its own Prefect (the harness, or a temporary server per CLI process), never
+# the shared local server the CLI starts for users (which would outlive the session).
+os.environ["BYOKFLOW_SHARED_SERVER"] = "0"
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 
 import pytest  # noqa: E402
