@@ -25,7 +25,7 @@ from types import TracebackType
 from typing import Any
 
 from gateway.errors import RateLimitError
-from schemas.spec import RateLimits
+from schemas.spec import AUTO_CONCURRENCY_CEILING, RateLimits
 from tasks.limits.bounded import KeyPausedError, refusal
 from tasks.limits.pacing import (
     HEADROOM,
@@ -43,8 +43,10 @@ from tasks.limits.waiters import Waiter
 
 Headers = Mapping[str, str]
 
-# Growth ceiling of adaptive concurrency when no max_concurrency is configured.
-CEILING = 1024
+# Growth ceiling of adaptive concurrency when no max_concurrency is configured: above what the steps
+# sharing a key may have in flight with `concurrency: auto` (5,000 each), so it never caps them — a
+# 1,024 ceiling held 5 s answers to ~205 rows/s; the steps' own windows are what find the number.
+CEILING = 4 * AUTO_CONCURRENCY_CEILING
 # Pause after a 429 that says nothing about when to come back.
 DEFAULT_PAUSE_S = 1.0
 _UNBOUNDED = 1 << 30

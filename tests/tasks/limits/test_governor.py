@@ -434,3 +434,13 @@ async def test_a_cancelled_waiter_does_not_block_the_line() -> None:
     await asyncio.wait_for(asyncio.gather(first, last), timeout=1)
     assert order == ["first", "last"]
     assert gov.snapshot()["waiting"] == 0
+
+
+async def test_an_unconfigured_key_never_caps_what_auto_concurrency_keeps_in_flight() -> None:
+    gov = RateGovernor()  # no limits: adaptive, with only the growth ceiling
+    permits = [gov.slot() for _ in range(5000)]
+    for permit in permits:
+        await asyncio.wait_for(permit.__aenter__(), 1)  # every one admitted at once
+    assert gov.snapshot()["in_flight"] == 5000
+    for permit in permits:
+        await permit.__aexit__(None, None, None)
