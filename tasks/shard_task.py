@@ -25,8 +25,8 @@ from tasks.rows.structured import OutputValidator
 from tasks.rows.tally import StepShardOutcome
 from tasks.run.context import RunContext, RunPlan
 from tasks.run.worker_plugin import worker_context
-from tasks.store.done_index import DoneIndex
-from tasks.store.journal import RecordJournal, journal_path
+from tasks.store.done_index import DoneIndex, add_records
+from tasks.store.journal import RecordJournal, journal_path, recover_journal
 from tasks.store.write_part import write_part
 
 
@@ -50,10 +50,16 @@ async def run_step_shard(
     context = run if isinstance(run, RunContext) else worker_context(run)
     plan = context.plan
     part = f"part-{plan.run_id[:8]}-{step.name}-{shard_index:05d}.parquet"
-    journal = RecordJournal(journal_path(plan.output_dir, part))
+    path = journal_path(plan.output_dir, part)
+    # A journal of this very part: an earlier attempt of this task died (its Dask worker was
+    # killed) and Dask retried it here. Its records are kept, and not requested again.
+    dead_attempt = await asyncio.to_thread(recover_journal, path, plan.output_dir) if path.exists() else None
+    journal = RecordJournal(path)
     row_ids = [str(value) for value in rows.column(plan.id_column).to_pylist()]
     # This shard's records of this step only, read off the event loop (Arrow releases the GIL).
     index = await asyncio.to_thread(context.shard_index, row_ids, step.name)
+    if dead_attempt is not None:
+        add_records(index, *dead_attempt, with_views=step.name in plan.view_steps)
     lanes = await _lanes(context, step, upstream, journal, index)
     outcome = StepShardOutcome(step=step.name, shard_index=shard_index)
     results, errors = result_columns(), error_columns()

@@ -25,10 +25,18 @@ import time
 from collections import deque
 from typing import Any
 
-from tasks.limits.pacing import HEADROOM, WINDOW_S, Pacer, request_pacer, token_pacer
+from tasks.limits.pacing import WINDOW_S, Pacer, request_pacer, token_pacer
 
 # A lease covers this many seconds of the key's rate (at least one request).
 LEASE_S = 0.2
+# Fraction of each limit held back, more than one process's 1 %: the send times are kept by several
+# processes' event loops, a lease's round trip apart, so they reach the provider with more jitter
+# than one process's; against a full provider window that jitter is what turns into 429s.
+CLUSTER_HEADROOM = 0.03
+# A key no worker knows a limit for is asked about again after this long (not per request).
+UNPACED_RECHECK_S = 1.0
+# A lease that takes longer than this means the pacer is gone.
+LEASE_TIMEOUT_S = 30.0
 
 
 class _KeyPace:
@@ -50,10 +58,13 @@ class _KeyPace:
         now = time.monotonic()
         if rpm != self.rpm:
             self.rpm = rpm
-            self.requests = None if rpm is None else _drain(request_pacer(rpm, self._tat(self.requests)), now)
+            if rpm is None:
+                self.requests = None
+            else:
+                self.requests = _drain(request_pacer(rpm, self._tat(self.requests), CLUSTER_HEADROOM), now)
         if tpm != self.tpm:
             self.tpm = tpm
-            fresh = token_pacer(tpm * (1 - HEADROOM), self._tat(self.tokens)) if tpm else None
+            fresh = token_pacer(tpm * (1 - CLUSTER_HEADROOM), self._tat(self.tokens)) if tpm else None
             self.tokens = None if fresh is None else _drain(fresh, now)
 
     @staticmethod
@@ -145,27 +156,35 @@ class ClusterLease:
         self._lock = threading.Lock()
         self._refills: dict[int, asyncio.Lock] = {}
         self._paused_until = -math.inf
+        self._unpaced_until = -math.inf
         self.round_trips = 0
+        self.lost = False
 
     async def admit(self, tokens: int, rpm: int | None, tpm: int | None) -> float:
         """Wait for this key's next cluster-wide send time; returns how long the key is paused."""
         while True:
+            now = time.monotonic()
             with self._lock:
                 grant = self._grants.popleft() if self._grants else None
+                unpaced = now < self._unpaced_until
             if grant is not None:
-                delay = grant - time.monotonic()
-                if delay > 0:
-                    await asyncio.sleep(delay)
+                if grant > now:
+                    await asyncio.sleep(grant - now)
                 return 0.0
+            if unpaced:  # no rate limit known anywhere (or no pacer): nothing to space
+                return max(0.0, self._paused_until - now)
             async with self._refill_lock():
-                if self._grants:
+                if self._grants or time.monotonic() < self._unpaced_until:
                     continue
                 times, paused_for = await asyncio.to_thread(self._lease, tokens, rpm, tpm)
-                if not times:  # no rate limit known anywhere: only pauses hold requests
-                    return paused_for
                 received = time.monotonic()
                 with self._lock:
-                    self._grants.extend(received + t for t in times)
+                    if times:
+                        self._grants.extend(received + t for t in times)
+                    else:
+                        # Ask again in a while (a limit may be learned, a pause reported), not per request.
+                        self._unpaced_until = received + UNPACED_RECHECK_S
+                        self._paused_until = max(self._paused_until, received + paused_for)
 
     def pause(self, seconds: float) -> None:
         """The key is paused here (a 429, or headers saying nothing remains): pause it everywhere."""
@@ -175,11 +194,21 @@ class ClusterLease:
             if until <= self._paused_until + 0.001:
                 return  # the pacer already knows (several answers report the same pause)
             self._paused_until = until
-        self._pacer.pause(self.key_id, seconds)  # fire and forget: the next lease waits for it
+        if not self.lost:
+            self._pacer.pause(self.key_id, seconds)  # fire and forget: the next lease waits for it
 
     def _lease(self, tokens: int, rpm: int | None, tpm: int | None) -> tuple[list[float], float]:
+        if self.lost:
+            return [], 0.0
         self.round_trips += 1
-        times, paused_for = self._pacer.lease(self.key_id, rpm, tpm, tokens).result()
+        try:
+            future = self._pacer.lease(self.key_id, rpm, tpm, tokens)
+            times, paused_for = future.result(timeout=LEASE_TIMEOUT_S)
+        except Exception:  # the worker holding the pacer died: Dask does not restart actors
+            # Each worker's own governor still bounds concurrency and backs off on 429s, as it would
+            # in one process; only the shared pace is gone.
+            self.lost = True
+            return [], 0.0
         return list(times), float(paused_for)
 
     def _refill_lock(self) -> asyncio.Lock:

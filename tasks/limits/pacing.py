@@ -82,14 +82,14 @@ class Pacer:
         self.tat = shifted if diff >= 0 else max(shifted, min(self.tat, now))
 
 
-def request_pacer(rpm: int, tat: float = -math.inf) -> Pacer:
+def request_pacer(rpm: int, tat: float = -math.inf, headroom: float = HEADROOM) -> Pacer:
     """The bucket that keeps a key under `rpm`, burst included, in any sliding 60 s window."""
     # n admissions in any half-open 60 s window satisfy n < burst + 60 / interval
-    # = rpm·(1 − HEADROOM) + 1, hence n ≤ rpm: the burst is paid for out of the rate.
+    # = rpm·(1 − headroom) + 1, hence n ≤ rpm: the burst is paid for out of the rate.
     burst = max(1, math.floor(rpm * RPM_BURST_S / WINDOW_S))
     # A new bucket starts full (`tat` is when it is full again), so a key that was busy a moment
     # ago elsewhere gets one burst of `burst` requests into its provider window.
-    return Pacer(rpm * (1 - HEADROOM) - (burst - 1), burst, tat)
+    return Pacer(rpm * (1 - headroom) - (burst - 1), burst, tat)
 
 
 def token_pacer(tpm: float, tat: float = -math.inf) -> Pacer:

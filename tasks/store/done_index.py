@@ -15,6 +15,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import pyarrow as pa
+
 from schemas.records import STEP_VIEW_FIELDS as VIEW_FIELDS
 from schemas.records import step_view
 from tasks.store.catalog import RecordCatalog
@@ -54,6 +56,16 @@ class DoneIndex:
         if error_type in UNSENT_TYPES:
             return False
         return bool(self.retry_types) and error_type not in self.retry_types
+
+
+def add_records(index: DoneIndex, results: pa.Table, errors: pa.Table, with_views: bool) -> None:
+    """Add records written outside the catalog this run read (a dead attempt's journal) to `index`."""
+    hashes = results.column("request_hash").to_pylist()
+    views = results.select(list(VIEW_FIELDS)).to_pylist() if with_views else [None] * len(hashes)
+    for digest, view in zip(hashes, views, strict=True):
+        index.results[digest] = None if view is None else step_view(view)
+    error_hashes = errors.column("request_hash").to_pylist()
+    index.errors.update(zip(error_hashes, errors.column("error_type").to_pylist(), strict=True))
 
 
 def shard_done_index(

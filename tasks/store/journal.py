@@ -14,6 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
+
 from schemas.records import ErrorRecord, RecordColumns, ResultRecord, error_columns, result_columns
 from tasks.errors import OutputBusyError
 from tasks.store.output_lock import output_lock
@@ -68,15 +70,26 @@ def recover_journals(output_dir: str) -> int:
         return 0
     recovered = 0
     for journal in sorted(directory.glob("*.jsonl")):
-        results, errors = _read_journal(journal)
-        name = "recovered-" + journal.name.replace(".jsonl", ".parquet")
-        if len(results):
-            write_part(results.to_table(), Path(output_dir) / "results", name)
-        if len(errors):
-            write_part(errors.to_table(), Path(output_dir) / "errors", name)
-        recovered += len(results) + len(errors)
-        journal.unlink()
+        results, errors = recover_journal(journal, output_dir)
+        recovered += results.num_rows + errors.num_rows
     return recovered
+
+
+def recover_journal(journal: Path, output_dir: str) -> tuple[pa.Table, pa.Table]:
+    """Turn one journal into parts and remove it; returns its results and errors.
+
+    A shard task retried after its worker died finds its own journal from the attempt that died:
+    what that attempt recorded is kept (and is not requested again), whatever it had not sent is.
+    """
+    results, errors = _read_journal(journal)
+    name = "recovered-" + journal.name.replace(".jsonl", ".parquet")
+    result_table, error_table = results.to_table(), errors.to_table()
+    if len(results):
+        write_part(result_table, Path(output_dir) / "results", name)
+    if len(errors):
+        write_part(error_table, Path(output_dir) / "errors", name)
+    journal.unlink()
+    return result_table, error_table
 
 
 def _read_journal(path: Path) -> tuple[RecordColumns, RecordColumns]:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
+import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -71,3 +76,55 @@ async def test_a_key_limit_holds_across_workers_that_share_its_pace(
         stats = server.stats()
     assert summary.steps[0].ok == 240 and len(read(tmp_path / "out", "results")) == 240
     assert stats["requests"] == 240 and stats["rate_limited"] == 0
+
+
+def _worker_pids() -> list[int]:
+    """Dask's worker processes of this test process (its children started by multiprocessing)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text().rsplit(") ", 1)[1].split()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        if int(stat[1]) == os.getpid() and b"spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+async def test_a_worker_killed_mid_shard_loses_nothing_and_pays_twice_only_for_its_requests_in_flight(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(GATEWAY_ENV, SANDBOX_GATEWAY_KEY)
+    rows, concurrency = 240, 4
+    config = SandboxConfig(gateway_keys=[SANDBOX_GATEWAY_KEY], latency={"fixed_ms": 100})
+    write_prompts(tmp_path / "prompts.parquet", [f"worker row {i}" for i in range(rows)])
+    with SandboxServer(config) as server:
+        spec = make_spec(
+            tmp_path, server.url, [step(concurrency=concurrency)], shard_size=60, dask=DaskSpec(workers=2)
+        )
+        killed: list[int] = []
+
+        def kill_one_worker_mid_run() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and server.stats()["requests"] < 40:
+                time.sleep(0.05)
+            workers = _worker_pids()
+            if workers:
+                os.kill(workers[0], signal.SIGKILL)
+                killed.append(workers[0])
+
+        killer = threading.Thread(target=kill_one_worker_mid_run, daemon=True)
+        killer.start()
+        summary = await pipeline_for(spec)(spec)
+        killer.join()
+        requests = server.stats()["requests"]
+    assert killed, "no Dask worker process was found to kill"
+    records = read(tmp_path / "out", "results") + read(tmp_path / "out", "errors")
+    per_row = Counter((r["row_id"], r["step"]) for r in records)
+    assert len(per_row) == rows and set(per_row.values()) == {1}  # every (row, step) exactly once
+    assert len(read(tmp_path / "out", "results")) == rows and summary.steps[0].rows == rows
+    # Only what the killed worker had in flight (and not yet journaled) is paid twice.
+    assert rows <= requests <= rows + concurrency

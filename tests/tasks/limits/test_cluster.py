@@ -50,7 +50,7 @@ class _Done:
     def __init__(self, value: Any) -> None:
         self.value = value
 
-    def result(self) -> Any:
+    def result(self, timeout: float | None = None) -> Any:
         return self.value
 
 
@@ -128,3 +128,25 @@ def test_one_pause_reported_by_many_answers_reaches_the_pacer_once() -> None:
         lease.pause(2.0)
     lease.pause(4.0)  # a longer one is news
     assert remote.pauses == [2.0, 4.0]
+
+
+async def test_an_unlimited_key_costs_one_round_trip_a_second_not_one_a_request() -> None:
+    remote = _LocalPacer()
+    lease = ClusterLease(remote, "key")
+    for _ in range(500):
+        await lease.admit(10, None, None)
+    assert lease.round_trips == 1
+
+
+async def test_a_lost_pacer_leaves_each_worker_to_its_own_governor() -> None:
+    class Gone:
+        def lease(self, *args: Any) -> Any:
+            raise RuntimeError("Worker holding Actor was lost")
+
+        def pause(self, *args: Any) -> None:
+            raise AssertionError("a lost pacer is not called again")
+
+    lease = ClusterLease(Gone(), "key")
+    assert await asyncio.wait_for(lease.admit(10, 6000, None), 1) == 0.0
+    assert lease.lost
+    lease.pause(1.0)  # no call to the lost pacer
