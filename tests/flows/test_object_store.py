@@ -80,8 +80,8 @@ async def test_a_file_uri_output_is_the_local_directory(tmp_path: Path, clean_sa
 async def test_storage_options_name_the_endpoint_and_never_take_credentials(
     tmp_path: Path,
     clean_sandbox: SandboxServer,
-    s3_server: S3Server,
-    monkeypatch: pytest.MonkeyPatch,  # noqa: F811
+    s3_server: S3Server,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from pydantic import ValidationError
 
