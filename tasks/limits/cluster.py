@@ -4,13 +4,13 @@ A provider limits a key, not a worker: with N workers each pacing itself to `rpm
 without work wastes its share. Instead one `ClusterPacer` — a Dask actor, living on one worker —
 spaces every request of a key the way a single process's governor would (GCRA on requests, a
 token bucket on estimated tokens), and each worker process draws `ClusterLease`s from it: a lease
-is a few requests' worth of send times, one round trip for the lot, sized to `LEASE_S` of the
+is a few requests' worth of send times, one round trip for the lot, sized to `lease_span` of the
 key's rate. Idle workers draw nothing, so busy ones get the whole rate.
 
 A pause anywhere (a 429, or `x-ratelimit-remaining-*: 0` with its reset) pauses the key
 everywhere: the worker that saw it tells the pacer, which schedules no send before the pause
 ends, and drops its own unsent grants; other workers' grants already
-handed out (at most `LEASE_S` worth each) may still go, then they too wait. The pacer also
+handed out (at most a lease's worth each) may still go, then they too wait. The pacer also
 holds the run's budget, which workers draw in chunks (`ClusterBudget`). What is not paced here
 stays per worker: concurrency (`max_concurrency` is shared out) and the learning of limits from
 headers (each worker reports what it learned with its next lease; the tightest wins).
@@ -27,8 +27,13 @@ from typing import Any
 
 from tasks.limits.pacing import WINDOW_S, Pacer, request_pacer, token_pacer
 
-# A lease covers this many seconds of the key's rate (at least one request).
-LEASE_S = 0.2
+# A lease covers this many seconds of the key's rate (at least one request) by default; a worker
+# sizes its leases to LEASE_RTTS round trips of its own (5–6 ms measured from a worker of a local
+# cluster on the loaded 2-core machine), within [LEASE_S, MAX_LEASE_S]: long enough that the round
+# trip is a small part of it, short enough that a pause elsewhere leaks few sends.
+LEASE_S = 0.05
+MAX_LEASE_S = 0.5
+LEASE_RTTS = 10
 # Fraction of each limit held back, more than one process's 1 %: the send times are kept by several
 # processes' event loops, a lease's round trip apart, so they reach the provider with more jitter
 # than one process's; against a full provider window that jitter is what turns into 429s.
@@ -111,7 +116,7 @@ class ClusterPacer:
             self._budget_left += amount
 
     def lease(
-        self, key_id: str, rpm: int | None, tpm: int | None, tokens_each: int
+        self, key_id: str, rpm: int | None, tpm: int | None, tokens_each: int, span_s: float = LEASE_S
     ) -> tuple[list[float], float]:
         """Send times (seconds from now) for a lease of requests, and how long the key is paused."""
         pace = self._keys.setdefault(key_id, _KeyPace())
@@ -121,7 +126,7 @@ class ClusterPacer:
         if pace.requests is None and pace.tokens is None:
             return [], max(0.0, pace.paused_until - now)  # unlimited: nothing to space
         rate = min(r / WINDOW_S for r in (pace.rpm, (pace.tpm or 0) / max(1, tokens_each)) if r) or 1.0
-        count = max(1, math.ceil(rate * LEASE_S))
+        count = max(1, math.ceil(rate * span_s))
         times, at = [], max(now, pace.paused_until)
         for _ in range(count):
             at = _next_slot(pace, at, tokens_each)
@@ -157,6 +162,7 @@ class ClusterLease:
         self._refills: dict[int, asyncio.Lock] = {}
         self._paused_until = -math.inf
         self._unpaced_until = -math.inf
+        self._rtt_s = 0.0  # smoothed round trip of a lease
         self.round_trips = 0
         self.lost = False
 
@@ -201,14 +207,18 @@ class ClusterLease:
         if self.lost:
             return [], 0.0
         self.round_trips += 1
+        span = min(MAX_LEASE_S, max(LEASE_S, LEASE_RTTS * self._rtt_s))
+        started = time.monotonic()
         try:
-            future = self._pacer.lease(self.key_id, rpm, tpm, tokens)
+            future = self._pacer.lease(self.key_id, rpm, tpm, tokens, span)
             times, paused_for = future.result(timeout=LEASE_TIMEOUT_S)
         except Exception:  # the worker holding the pacer died: Dask does not restart actors
             # Each worker's own governor still bounds concurrency and backs off on 429s, as it would
             # in one process; only the shared pace is gone.
             self.lost = True
             return [], 0.0
+        rtt = time.monotonic() - started
+        self._rtt_s = rtt if self.round_trips == 1 else 0.8 * self._rtt_s + 0.2 * rtt
         return list(times), float(paused_for)
 
     def _refill_lock(self) -> asyncio.Lock:

@@ -19,7 +19,7 @@ def test_leases_space_a_key_at_its_rate_whoever_asks() -> None:
     first, _ = pacer.lease("key", 6000, None, 100)
     second, _ = pacer.lease("key", 6000, None, 100)
     times = first + second
-    assert len(first) == round(100 * LEASE_S)  # a lease is 0.2 s of a 100/s rate
+    assert len(first) == round(100 * LEASE_S)  # a lease is 0.05 s of a 100/s rate by default
     burst = 50  # half a second of the rate may go at once, paid for out of the rate
     spacing = [b - a for a, b in zip(times[burst:], times[burst + 1 :], strict=False)]
     assert all(gap >= 0.0099 for gap in spacing)
@@ -28,10 +28,10 @@ def test_leases_space_a_key_at_its_rate_whoever_asks() -> None:
 
 def test_the_tightest_limit_any_worker_knows_wins() -> None:
     pacer = ClusterPacer()
-    assert len(pacer.lease("key", 6000, None, 10)[0]) == 20
-    assert len(pacer.lease("key", 600, None, 10)[0]) == 2  # another worker learned 600 rpm
-    assert len(pacer.lease("key", 6000, None, 10)[0]) == 2  # a looser report does not loosen it
-    assert len(pacer.lease("key", None, 60, 10)[0]) == 1  # 60 tpm at 10 tokens: 0.1 requests/s
+    assert len(pacer.lease("key", 6000, None, 10, 0.2)[0]) == 20
+    assert len(pacer.lease("key", 600, None, 10, 0.2)[0]) == 2  # another worker learned 600 rpm
+    assert len(pacer.lease("key", 6000, None, 10, 0.2)[0]) == 2  # a looser report does not loosen it
+    assert len(pacer.lease("key", None, 60, 10, 0.2)[0]) == 1  # 60 tpm at 10 tokens: 0.1 requests/s
 
 
 def test_a_pause_holds_every_later_lease() -> None:
@@ -150,3 +150,15 @@ async def test_a_lost_pacer_leaves_each_worker_to_its_own_governor() -> None:
     assert await asyncio.wait_for(lease.admit(10, 6000, None), 1) == 0.0
     assert lease.lost
     lease.pause(1.0)  # no call to the lost pacer
+
+
+def test_a_slow_round_trip_gets_longer_leases() -> None:
+    class Slow(_LocalPacer):
+        def lease(self, *args: Any) -> _Done:
+            time.sleep(0.03)  # a 30 ms round trip to the pacer
+            return super().lease(*args)
+
+    lease = ClusterLease(Slow(), "key")
+    sizes = [len(lease._lease(10, 6000, None)[0]) for _ in range(4)]
+    # First 0.05 s of a 100/s rate (5 sends), then ten round trips' worth (~30).
+    assert sizes[0] == 5 and sizes[-1] >= 25
