@@ -27,6 +27,8 @@ import itertools
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +125,24 @@ def _stop_on_first_arrival(sandbox: SandboxProcess, filler: Filler, done: thread
     filler.finish()
 
 
+@contextmanager
+def filled_window(sandbox: SandboxProcess, rpm: int, warmup_s: float, name: str) -> Iterator[Filler | None]:
+    """Fill the key's 60 s window at `rpm` for `warmup_s` (0: not at all) until the engine's first request."""
+    if warmup_s <= 0:
+        yield None
+        return
+    log(f"{name}: filling the key's 60 s window at {rpm} rpm for {warmup_s:g} s")
+    filler, done = Filler(sandbox.url, rpm).start(), threading.Event()
+    time.sleep(warmup_s)
+    watcher = threading.Thread(target=_stop_on_first_arrival, args=(sandbox, filler, done), daemon=True)
+    watcher.start()
+    try:
+        yield filler
+    finally:
+        done.set()
+        watcher.join()
+
+
 @dataclass
 class Arrivals:
     """What the sandbox saw of the engine's requests on the key."""
@@ -193,20 +213,9 @@ def _one_run(
 ) -> Result:
     """Fill the window (if asked), run byokflow, read the arrival log."""
     spec = write_spec(wd, sandbox.url, prompts, concurrency=64, byok=True, limits=mode.limits, retry=RETRY)
-    filler: Filler | None = None
-    done = threading.Event()
-    watcher: threading.Thread | None = None
-    if warmup_s > 0:
-        log(f"{NAME}: filling the key's 60 s window at {rpm} rpm for {warmup_s:g} s")
-        filler = Filler(sandbox.url, rpm).start()
-        time.sleep(warmup_s)
-        watcher = threading.Thread(target=_stop_on_first_arrival, args=(sandbox, filler, done), daemon=True)
-        watcher.start()
-    log(f"{NAME}: {mode.label}: byokflow run, {rows} rows")
-    flow = run_byokflow(spec, wd)
-    done.set()
-    if watcher is not None:
-        watcher.join()
+    with filled_window(sandbox, rpm, warmup_s, NAME) as filler:
+        log(f"{NAME}: {mode.label}: byokflow run, {rows} rows")
+        flow = run_byokflow(spec, wd)
     child = flow.child
     if child.returncode != 0 or flow.elapsed_s is None:
         return Result(NAME, mode.label, rows, child.wall_s, notes=describe_failure(child))

@@ -16,8 +16,6 @@ Two questions, each answered beside the same run in one process:
 
 from __future__ import annotations
 
-import threading
-import time
 from pathlib import Path
 
 from benchmarks.harness import (
@@ -32,7 +30,7 @@ from benchmarks.harness import (
     write_prompts,
     write_spec,
 )
-from benchmarks.rate_limit import RETRY, UNBOUND, Arrivals, Filler, _stop_on_first_arrival
+from benchmarks.rate_limit import RETRY, UNBOUND, Arrivals, filled_window
 from sandbox import SandboxConfig, start_process
 from sandbox.config import LatencyConfig, LimitsConfig
 from sandbox.limits import key_hash
@@ -44,7 +42,7 @@ UNLIMITED_CONCURRENCY = 250
 UNLIMITED_LATENCY_S = 1.0
 # A loaded machine starting a Dask cluster and Prefect's temporary server at once can take longer
 # than Prefect's default 20 s for the server.
-SLOW_START = {"PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}
+SLOW_START_S = "120"
 
 
 def run(sizes: Sizes) -> list[Result]:
@@ -56,7 +54,7 @@ def run(sizes: Sizes) -> list[Result]:
 def _rate_limited(sizes: Sizes) -> list[Result]:
     rpm = sizes.rate_rpm
     rows = max(2, round(rpm * sizes.rate_work_s / 60))
-    results = []
+    results: list[Result] = []
     with workdir(NAME) as wd, start_process(SandboxConfig(limits=LimitsConfig(rpm=rpm))) as sandbox:
         prompts = write_prompts(wd / "prompts.parquet", rows)
         for label, args in (
@@ -93,18 +91,9 @@ def _limited_run(
         retry=RETRY,
         shard_size=(rows + 1) // 2,
     )
-    filler, done, watcher = None, threading.Event(), None
-    if warmup_s > 0:
-        log(f"{NAME}: filling the key's 60 s window at {rpm} rpm for {warmup_s:g} s")
-        filler = Filler(sandbox.url, rpm).start()
-        time.sleep(warmup_s)
-        watcher = threading.Thread(target=_stop_on_first_arrival, args=(sandbox, filler, done), daemon=True)
-        watcher.start()
-    log(f"{NAME}: {label}: {rows} rows")
-    flow = run_byokflow(spec, wd, *args, **SLOW_START)
-    done.set()
-    if watcher is not None:
-        watcher.join()
+    with filled_window(sandbox, rpm, warmup_s, NAME):
+        log(f"{NAME}: {label}: {rows} rows")
+        flow = run_byokflow(spec, wd, *args, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=SLOW_START_S)
     child = flow.child
     if child.returncode != 0 or flow.elapsed_s is None:
         return Result(NAME, label, rows, child.wall_s, notes=describe_failure(child))
@@ -137,7 +126,7 @@ def _limited_run(
 def _unlimited(rows: int) -> list[Result]:
     ideal = WORKERS * UNLIMITED_CONCURRENCY / UNLIMITED_LATENCY_S
     latency = LatencyConfig(fixed_ms=UNLIMITED_LATENCY_S * 1000)
-    results = []
+    results: list[Result] = []
     with workdir(f"{NAME}-unlimited") as wd, start_process(SandboxConfig(latency=latency)) as sandbox:
         prompts = write_prompts(wd / "prompts.parquet", rows)
         for label, args in (
@@ -165,7 +154,7 @@ def _unlimited_run(
         wd, sandbox.url, prompts, concurrency=UNLIMITED_CONCURRENCY, byok=True, shard_size=rows // WORKERS
     )
     log(f"{NAME}: {label}: {rows} rows at {UNLIMITED_LATENCY_S:g} s latency")
-    flow = run_byokflow(spec, wd, *args, **SLOW_START)
+    flow = run_byokflow(spec, wd, *args, PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=SLOW_START_S)
     child = flow.child
     if child.returncode != 0 or flow.elapsed_s is None:
         return Result(NAME, label, rows, child.wall_s, notes=describe_failure(child))
