@@ -17,7 +17,6 @@ from typing import Any
 from schemas.spec import DaskSpec
 from tasks.limits.cluster import ClusterPacer
 from tasks.run.context import RunPlan
-from tasks.run.worker_plugin import RunWorkerPlugin
 
 
 def dask_task_runner(dask: DaskSpec) -> Any:
@@ -56,6 +55,8 @@ async def dask_plugin(dask: DaskSpec | None, plan: RunPlan) -> AsyncIterator[Non
     client = await asyncio.to_thread(lambda: context.task_runner.client)  # type: ignore[attr-defined]
     # One pacer for the cluster, held by this future for the whole run (an actor lives as long).
     pacer_future = client.submit(ClusterPacer, actor=True, key=f"byokflow-pacer-{plan.run_id}")
+    from tasks.run.worker_plugin import RunWorkerPlugin  # imports Dask: only when it is used
+
     plugin = RunWorkerPlugin(plan, await asyncio.to_thread(pacer_future.result))
     await asyncio.to_thread(client.register_plugin, plugin)
     try:

@@ -24,7 +24,6 @@ from tasks.rows.render import StepRenderer
 from tasks.rows.structured import OutputValidator
 from tasks.rows.tally import StepShardOutcome
 from tasks.run.context import RunContext, RunPlan
-from tasks.run.worker_plugin import worker_context
 from tasks.store.done_index import DoneIndex, add_records
 from tasks.store.journal import RecordJournal, journal_path, recover_journal
 from tasks.store.write_part import write_part
@@ -47,7 +46,13 @@ async def run_step_shard(
 ) -> StepShardOutcome:
     """Send `step`'s requests (to each of its models) for every row of the shard; write the parts."""
     # On the flow's loop the run's context comes along; on a Dask worker only the plan does.
-    context = run if isinstance(run, RunContext) else worker_context(run)
+    if isinstance(run, RunContext):
+        context = run
+    else:
+        # Imported here: only a Dask worker needs Dask (importing it costs every start ~1 s).
+        from tasks.run.worker_plugin import worker_context
+
+        context = worker_context(run)
     plan = context.plan
     part = f"part-{plan.run_id[:8]}-{step.name}-{shard_index:05d}.parquet"
     path = journal_path(plan.output_dir, part)
