@@ -91,7 +91,7 @@ async def run_step_shard(
             )
 
     try:
-        blank = blank_rows(rows, sorted(lanes[0].renderer.referenced_columns()))
+        blank = blank_rows(rows, lanes[0].columns)
         await run_lanes(lanes, rows.to_pylist(), row_ids, blank, on_outcome)
         if len(results):
             write_part(results.to_table(), Path(plan.output_dir) / "results", part)

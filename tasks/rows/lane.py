@@ -69,9 +69,12 @@ class Lane:
     provider: str = field(init=False)
     provider_model: str | None = field(init=False)
     depends_on: list[str] = field(init=False)
+    # The input columns the templates read (where an empty value means an empty prompt).
+    columns: list[str] = field(init=False)
 
     def __post_init__(self) -> None:
         self.provider = self.step.provider_for(self.model)
         credentials = self.step.credentials_for(self.model)
         self.provider_model = credentials.provider_model if credentials else None
         self.depends_on = sorted(self.renderer.referenced_steps())
+        self.columns = sorted(self.renderer.referenced_columns())

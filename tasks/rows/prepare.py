@@ -27,8 +27,7 @@ def prepare(lane: Lane, row_id: str, row: Mapping[str, Any], blank: bool) -> Req
         if row_id in upstream[dependency].failed:
             return _unsendable(lane, row_id, "upstream_failed", f"step {dependency!r} failed for this row")
     if blank:
-        columns = sorted(lane.renderer.referenced_columns())
-        return _unsendable(lane, row_id, "empty_prompt", f"empty value in column(s) {columns}")
+        return _unsendable(lane, row_id, "empty_prompt", f"empty value in column(s) {lane.columns}")
     steps = {name: upstream[name].outputs[row_id] for name in lane.depends_on}
     try:
         body = lane.renderer.body(lane.renderer.messages(row, steps), lane.model)
