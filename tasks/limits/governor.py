@@ -85,12 +85,6 @@ class GovernorRegistry:
         governor.tighten(limits)
         return governor
 
-    def snapshots(self) -> list[dict[str, Any]]:
-        """Every governor's state, for progress display; holds no key."""
-        with self._lock:
-            governors = list(self._governors.values())
-        return [governor.snapshot() for governor in governors]
-
 
 # A provider counts a key's requests however many runs send them: two runs in one process that
 # use the same key must share its governor, so this one registry is per process, not per run.
