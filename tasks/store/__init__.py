@@ -6,7 +6,8 @@ atomically (`write_part`); a killed run's journals become parts at the next star
 (`recover_journals`). The `RecordCatalog` knows the row-id range of every row group, so a shard
 reads only its own rows' records into a `DoneIndex` (`shard_done_index`) and a rerun sends only
 what is missing, in memory bounded by the shard; `compact_outputs` keeps one record per (row,
-step, model); `merge_small_files` turns a run's many small parts into a few large files;
+step, model); `merge_small_files` turns a run's many small parts into a few large files, hiding
+the parts it replaces in the same step (`finish_retirement` deletes what a killed merge hid);
 `output_lock` lets one run at a time write a directory (`S3Lease`, in `tasks.store.lease`, is the
 lock that holds across machines, for outputs on object storage). Everything but the journal and
 the lock reads and writes through a `StoreLocation`: a pyarrow filesystem and a root, local or not.
@@ -20,6 +21,7 @@ from tasks.store.location import StoreLocation, store_location
 from tasks.store.merge import merge_small_files
 from tasks.store.output_lock import output_lock
 from tasks.store.record_store import read_records
+from tasks.store.retired import finish_retirement
 from tasks.store.write_part import write_part
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "RecordJournal",
     "StoreLocation",
     "compact_outputs",
+    "finish_retirement",
     "journal_path",
     "load_catalog",
     "mark_compacted",

@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from tasks.store.location import StoreLocation, store_location
 from tasks.store.record_store import RECORD_SCHEMAS, RecordKind
+from tasks.store.retired import record_files
 
 KINDS: tuple[RecordKind, ...] = ("results", "errors")
 
@@ -117,7 +118,7 @@ def load_catalog(output_dir: str | Path | StoreLocation) -> RecordCatalog:
     location = store_location(output_dir)
     catalog = RecordCatalog()
     for kind in KINDS:
-        for info in location.parquet_files(kind):
+        for info in record_files(location, kind):
             with location.fs.open_input_file(info.path) as source:
                 metadata = pq.read_metadata(source)
             size = info.size or 0

@@ -3,7 +3,8 @@
 A rerun with a changed prompt, a `retry-errors` run, or a journal recovered after a crash can leave
 an older record beside a newer one for the same (row, step, model). The newest wins (a result over
 an error of the same instant); parts holding superseded records are rewritten without them,
-atomically, and parts left empty are removed.
+atomically, and parts left empty are removed. A kill midway leaves fewer superseded records than
+before, never a new duplicate or a lost record (why: `tasks.store.retired`).
 
 Compaction never lists every record at once. Two records of one row can only be in files whose
 row-id ranges overlap, so the files are grouped by overlapping ranges and each group is compacted
@@ -21,6 +22,7 @@ import pyarrow.parquet as pq
 
 from tasks.store.catalog import RecordFile, load_catalog
 from tasks.store.location import StoreLocation, store_location
+from tasks.store.retired import finish_retirement
 
 _KEY = ["row_id", "step", "model"]
 MARKER = ".byokflow.compacted.json"
@@ -29,6 +31,8 @@ MARKER = ".byokflow.compacted.json"
 def compact_outputs(output_dir: str | StoreLocation) -> int:
     """Remove superseded records from results and errors; returns how many were removed."""
     location = store_location(output_dir)
+    # First: removing a merged file whose sources are only hidden would make them visible again.
+    finish_retirement(location)
     catalog = load_catalog(location)
     known = _compacted_files(location)
     removed = 0

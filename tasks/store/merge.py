@@ -4,8 +4,9 @@ A run writes a part per (step, shard); a nightly run over a large dataset would 
 small files, which every reader (duckdb, polars, Spark, Athena) is slow on. Parts smaller than
 half the target are merged, in row-id order, into files of about `file_rows` records or
 `file_bytes` bytes. A merged file is written whole under a hidden name and renamed into place
-before its sources are removed: a kill in between leaves exact duplicates, which the next
-compaction removes (one record per (row, step, model) is kept), never a lost record.
+before its sources are removed, under an intent that hides the sources from byokflow's readers
+from the moment the merged file is there (`tasks.store.retired`): a kill in between leaves each
+record visible once, never lost, and the next merge or compaction deletes the hidden sources.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import pyarrow.parquet as pq
 from tasks.store.catalog import KINDS, RecordFile, load_catalog
 from tasks.store.location import StoreLocation, store_location
 from tasks.store.record_store import RECORD_SCHEMAS, RecordKind
+from tasks.store.retired import finish_retirement, replace_files
 
 FILE_ROWS = 100_000
 FILE_BYTES = 128 * 1024 * 1024
@@ -27,6 +29,7 @@ def merge_small_files(
 ) -> int:
     """Merge small record files into files of about the target size; returns the files removed."""
     location = store_location(output_dir)
+    finish_retirement(location)  # what a killed merge left hidden goes before the catalog is read
     catalog = load_catalog(location)
     removed = 0
     for kind in KINDS:
@@ -59,11 +62,18 @@ def _batches(files: list[RecordFile], file_rows: int, file_bytes: int) -> list[l
 
 
 def _merge(location: StoreLocation, kind: RecordKind, sources: list[RecordFile]) -> str:
-    """Write the sources' records as one file (a source at a time, sorted by row id), then remove them."""
+    """Write the sources' records as one file (a source at a time, sorted by row id) in their place."""
     name = f"merged-{uuid.uuid4().hex[:16]}.parquet"
     final = location.path(kind, name)
+    retired = [source.name for source in sources]
+    replace_files(location, kind, name, retired, lambda: _write(location, kind, final, sources))
+    return final
+
+
+def _write(location: StoreLocation, kind: RecordKind, final: str, sources: list[RecordFile]) -> None:
+    """Write the merged file at `final`, complete or not at all."""
     # On disk a hidden name renamed into place; on an object store the upload is whole or absent.
-    temporary = location.path(kind, f".{name}.tmp") if location.local else final
+    temporary = location.path(kind, f".{final.rsplit('/', 1)[-1]}.tmp") if location.local else final
     schema = RECORD_SCHEMAS[kind]
     try:
         with (
@@ -79,6 +89,3 @@ def _merge(location: StoreLocation, kind: RecordKind, sources: list[RecordFile])
     finally:
         if temporary != final:
             location.delete(temporary)
-    for source in sources:
-        location.delete(source.path)
-    return final

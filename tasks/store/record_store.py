@@ -10,6 +10,7 @@ import pyarrow.dataset as ds
 
 from schemas.records import ERROR_SCHEMA, RESULT_SCHEMA
 from tasks.store.location import StoreLocation, store_location
+from tasks.store.retired import record_files
 
 RecordKind = Literal["results", "errors"]
 RECORD_SCHEMAS: dict[str, pa.Schema] = {"results": RESULT_SCHEMA, "errors": ERROR_SCHEMA}
@@ -25,8 +26,9 @@ def read_records(
     schema = RECORD_SCHEMAS[kind]
     location = store_location(output_dir)
     # Listed explicitly, with the schema given: a folder whose only files are parts still being
-    # written (hidden temporary names) reads as empty instead of as a dataset without columns.
-    files = [info.path for info in location.parquet_files(kind)]
+    # written (hidden temporary names) reads as empty instead of as a dataset without columns; and
+    # files an interrupted merge retired are left out (`tasks.store.retired`).
+    files = [info.path for info in record_files(location, kind)]
     if not files:
         empty = schema.empty_table()
         return empty.select(columns) if columns else empty

@@ -6,9 +6,7 @@ from pathlib import Path
 
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
-import pytest
 
-from tasks.store import merge
 from tasks.store.catalog import load_catalog
 from tasks.store.done_index import shard_done_index
 from tasks.store.merge import merge_small_files
@@ -63,22 +61,3 @@ def _maybe(name: str) -> object | None:
         return __import__(name)
     except ImportError:
         return None
-
-
-def test_a_kill_between_the_merged_file_and_its_sources_leaves_only_exact_duplicates(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    from tasks.store.compaction import compact_outputs
-
-    parts(tmp_path, shards=3, rows=5)
-
-    def killed(location: object, path: str) -> None:
-        raise KeyboardInterrupt  # the process dies right after the rename
-
-    monkeypatch.setattr(merge.StoreLocation, "delete", killed)
-    with pytest.raises(KeyboardInterrupt):
-        merge_small_files(str(tmp_path), file_rows=100)
-    monkeypatch.undo()
-    assert ds.dataset(tmp_path / "results").count_rows() == 60  # sources and the merged file
-    assert compact_outputs(str(tmp_path)) == 30
-    assert ds.dataset(tmp_path / "results").count_rows() == 30
