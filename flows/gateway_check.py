@@ -1,8 +1,10 @@
 """Preflight's gateway check: the gateway key and every step's model, asked of `GET /v1/models`.
 
 The listing is free (no completion is sent). A refused key or a model the gateway does not list
-stops the run before its first request. A gateway that cannot be asked (unreachable, or no model
-listing) is a warning: the run goes on, and its requests that fail become error records.
+stops the run before its first request; `gateway.check_models: false` skips the models (a gateway
+may not list every model a BYOK key reaches), never the key. A gateway that cannot be asked
+(unreachable, or no model listing) is a warning: the run goes on, and its requests that fail
+become error records.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ async def check_gateway(spec: PipelineSpec) -> list[str]:
         ]
     finally:
         await client.aclose()
+    if not gateway.check_models:
+        return []  # the key was checked by the listing; the user vouches for the models
     known = {model.id for model in listing.data}
     for index, step in enumerate(spec.steps):
         _check_models(index, step, known, gateway.base_url)
@@ -59,7 +63,8 @@ def _check_models(index: int, step: StepSpec, known: set[str], base_url: str) ->
         details.append(f"{model!r}{alias}{hint}")
     raise SpecError(
         f"steps[{index}] ({step.name!r}): the gateway at {base_url} does not serve model(s) "
-        f"{', '.join(details)}; its GET /v1/models lists {len(known)} models"
+        f"{', '.join(details)}; its GET /v1/models lists {len(known)} models; if it serves "
+        "models it does not list, set gateway.check_models to false in the spec to skip this check"
     )
 
 

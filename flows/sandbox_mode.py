@@ -25,7 +25,12 @@ def against_sandbox(spec: PipelineSpec) -> Iterator[PipelineSpec]:
     os.environ.setdefault(GATEWAY_ENV, GATEWAY_KEY)
     os.environ.setdefault(PROVIDER_ENV, PROVIDER_KEY)
     with SandboxServer(SandboxConfig(gateway_keys=[os.environ[GATEWAY_ENV]])) as server:
-        gateway = GatewaySpec(base_url=server.url, api_key=KeySource(env=GATEWAY_ENV))
+        gateway = GatewaySpec(
+            base_url=server.url,
+            api_key=KeySource(env=GATEWAY_ENV),
+            # As the user set it: a model their gateway serves unlisted is sent to the sandbox too.
+            check_models=spec.gateway.check_models,
+        )
         steps = [_with_placeholder_keys(step) for step in spec.steps]
         yield spec.model_copy(update={"gateway": gateway, "steps": steps})
 

@@ -107,6 +107,11 @@ class GatewaySpec(SpecModel):
         default_factory=lambda: KeySource(env="DEDALUS_API_KEY"),
         description="The gateway key (Authorization: Bearer).",
     )
+    check_models: bool = Field(
+        True,
+        description="Check every step's model against the gateway's GET /v1/models before the run; "
+        "false for a gateway that does not list every model a BYOK key can reach.",
+    )
 
     @field_validator("base_url")
     @classmethod

@@ -172,7 +172,13 @@ def newline_in_secret_key(s: Setup) -> list[str]:
 
 def unknown_model(s: Setup) -> list[str]:
     s.step["model"] = "openai/gpt-4o-mni"
-    return ["steps[0] ('answer')", "does not serve", "'openai/gpt-4o-mni'", "'openai/gpt-4o-mini'"]
+    return [
+        "steps[0] ('answer')",
+        "does not serve",
+        "'openai/gpt-4o-mni'",
+        "'openai/gpt-4o-mini'",
+        "set gateway.check_models to false",
+    ]
 
 
 def refused_gateway_key(s: Setup) -> list[str]:
@@ -264,6 +270,37 @@ def test_unreachable_gateway_is_a_warning_and_the_run_goes_on(setup: Setup) -> N
     assert "could not list its models" in ran.output
     errors = pq.read_table(setup.folder / "out" / "errors").column("error_type").to_pylist()
     assert errors == ["connection", "connection"]
+
+
+def test_an_unlisted_model_is_sent_when_the_model_check_is_off(
+    setup: Setup, clean_sandbox: SandboxServer
+) -> None:
+    # A gateway may serve models it does not list: the user skips the check, the key is still checked.
+    setup.spec["gateway"]["check_models"] = False
+    setup.step["model"] = "openai/gpt-4o-mni"
+    setup.step["retry"] = {"max_attempts": 1}
+    spec_path = setup.folder / "pipeline.yaml"
+    spec_path.write_text(yaml.safe_dump(setup.spec))
+
+    checked = runner.invoke(app, ["validate", str(spec_path)])
+    assert checked.exit_code == 0, checked.output
+    assert clean_sandbox.stats()["requests"] == 0  # the listing is not a request
+
+    ran = runner.invoke(app, ["run", str(spec_path), "--limit", "2"])
+    assert ran.exit_code == 0, ran.output
+    # The sandbox does not serve it either: each row sent once, answered 404, kept as an error.
+    assert clean_sandbox.stats()["requests"] == 2
+    errors = pq.read_table(setup.folder / "out" / "errors", columns=["row_id", "model", "error_type"])
+    assert sorted(errors.column("row_id").to_pylist()) == IDS[:2]
+    assert set(errors.column("model").to_pylist()) == {"openai/gpt-4o-mni"}
+    assert errors.column("error_type").to_pylist() == ["not_found", "not_found"]
+    assert not (setup.folder / "out" / "results").exists()
+
+    setup.spec["gateway"]["api_key"] = {"env": "BYOKFLOW_TEST_WRONG_GATEWAY_KEY"}
+    setup.env.setenv("BYOKFLOW_TEST_WRONG_GATEWAY_KEY", "not-the-gateway-key")
+    spec_path.write_text(yaml.safe_dump(setup.spec))
+    refused = runner.invoke(app, ["validate", str(spec_path)])
+    assert refused.exit_code == 2 and "refused the gateway key" in refused.output  # the key still is
 
 
 def test_timestamp_ids_need_no_pandas(setup: Setup, clean_sandbox: SandboxServer) -> None:
