@@ -1,8 +1,10 @@
 """The in-flight bound of one (step, model): a fixed number, or the window a controller finds.
 
 With `concurrency: auto` the bound follows a `ConcurrencyWindow`: when the window grows, more
-rows go out at once; when it shrinks, rows already out finish and fewer follow. With a number,
-it is a plain semaphore (the cheap path).
+rows go out at once; when it shrinks, rows already out finish and fewer follow. A row holds its
+slot while it waits for the key's governor too, but the window counts only the calls actually sent
+(`tasks.rows.send` tells it), so waiting for the governor never reads as load or latency. With a
+number, it is a plain semaphore (the cheap path).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ class InFlightSlots:
         if (fixed is None) == (window is None):
             raise ValueError("give exactly one of a fixed bound or a window")
         self.window, self._fixed = window, fixed
+        # Rows holding a slot: sent, waiting for the governor or between a call's retries.
         self.in_flight = 0
         self._semaphore = asyncio.Semaphore(fixed) if fixed is not None else None
         self._waiters: deque[asyncio.Future[None]] = deque()
@@ -50,7 +53,6 @@ class InFlightSlots:
                 self._wake()  # pass on a wake-up this waiter will not use
                 raise
         self.in_flight += 1
-        self.window.dispatched(self.in_flight)
         return self
 
     async def __aexit__(

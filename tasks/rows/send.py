@@ -14,7 +14,7 @@ import uuid
 from typing import Any
 
 from gateway import APITimeoutError, ChatResult, GatewayError, RateLimitError
-from tasks.limits.window import ConcurrencyWindow
+from tasks.limits.window import ConcurrencyWindow, Outcome
 from tasks.rows.lane import Lane
 from tasks.rows.outcome import RowOutcome
 from tasks.rows.request import Request, Sent
@@ -96,23 +96,24 @@ async def _governed(lane: Lane, body: dict[str, Any], idempotency_key: str, dead
         await lease.admit(tokens, *governor.known_rates())
     within = deadline - time.monotonic()
     async with governor.slot(estimated_tokens=tokens, within=within) as permit:
-        # Latency is the call's own, not the wait for the governor: pacing is not congestion.
-        started = time.monotonic()
+        # The window counts the call from here: a row waiting for the governor is not in flight at
+        # the gateway, and its wait is pacing, not congestion.
+        call = _Observed(window)
         try:
             result = await lane.pool.client.chat(body, idempotency_key=idempotency_key)
         except RateLimitError as exc:
+            call.ended("rate_limited")
             permit.rate_limited(retry_after=exc.retry_after, headers=exc.rate_limit)
             if lease is not None:  # pause the key on every worker, as long as it is paused here
                 lease.pause(governor.paused_for())
-            _observe(window, started, "rate_limited")
             raise
         except APITimeoutError:
-            _observe(window, started, "timeout")
+            call.ended("timeout")
             raise
-        except GatewayError:
-            _observe(window, started, None)
+        except BaseException:  # another error answer, or the row cancelled: in flight no more
+            call.ended("error")
             raise
-        _observe(window, started, None)
+        call.ended("ok")
         usage = result.completion.usage
         permit.succeeded(total_tokens=usage.total_tokens if usage else None, headers=result.rate_limit)
         if lease is not None and (paused := governor.paused_for()) > 0:
@@ -121,13 +122,21 @@ async def _governed(lane: Lane, body: dict[str, Any], idempotency_key: str, dead
         return result
 
 
-def _observe(window: ConcurrencyWindow | None, started: float, congestion: str | None) -> None:
-    """Tell the step's window (with `concurrency: auto`) how a call went."""
-    if window is None:
-        return
-    if congestion is not None:
-        window.congested(congestion)
-    window.answered(time.monotonic() - started)
+class _Observed:
+    """One call as the step's window (with `concurrency: auto`) sees it: sent now, ended once."""
+
+    __slots__ = ("_started", "_ticket", "_window")
+
+    def __init__(self, window: ConcurrencyWindow | None) -> None:
+        self._window = window
+        self._ticket = window.sent() if window is not None else None
+        self._started = time.monotonic()
+
+    def ended(self, outcome: Outcome) -> None:
+        """Tell the window how the call ended and how long it took (the call's own latency)."""
+        if self._window is not None and self._ticket is not None:
+            self._window.answered(self._ticket, time.monotonic() - self._started, outcome)
+            self._ticket = None
 
 
 def _add_usage(lane: Lane, sent: Sent, result: ChatResult) -> float:

@@ -88,5 +88,5 @@ async def test_concurrency_auto_finds_its_window_and_the_summary_says_so(tmp_pat
     # it grew depends on this machine's load: a CPU-starved loop inflates latency as congestion does.)
     assert answer.window is not None and 1 <= answer.window <= AUTO_CONCURRENCY_CEILING
     assert answer.window_reason in (
-        "start", "slow start", "growing", "at maximum", "back-off: latency inflation"
+        "start", "slow start", "growing", "plateau", "at maximum", "back-off: latency inflation"
     )

@@ -17,9 +17,10 @@ async def _peak(slots: InFlightSlots, rows: int, latency: float, window: Concurr
         nonlocal peak
         async with slots:
             peak = max(peak, slots.in_flight)
+            ticket = window.sent() if window is not None else None
             await asyncio.sleep(latency)
-            if window is not None:
-                window.answered(latency)
+            if window is not None and ticket is not None:
+                window.answered(ticket, latency)
 
     await asyncio.gather(*(row() for _ in range(rows)))
     return peak
