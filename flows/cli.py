@@ -60,7 +60,9 @@ def _user_errors() -> tuple[type[Exception], ...]:
 @app.command()
 def run(
     spec: SpecPath,
-    out: Annotated[Path | None, typer.Option(help="Output directory (overrides the spec).")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Output directory or s3:// URI (overrides the spec).")
+    ] = None,
     limit: Annotated[int | None, typer.Option(min=1, help="Run only the first N rows.")] = None,
     use_sandbox: Annotated[
         bool, typer.Option("--sandbox", help="Run against a local sandbox gateway: no keys, no spend.")
@@ -99,11 +101,13 @@ def run(
         _run_with_display(sandboxed, output_dir, resume_hint, **options)
 
 
-def _with_out(spec: Any, out: Path | None) -> Any:
+def _with_out(spec: Any, out: str | None) -> Any:
     """The spec with `--out` applied, so preflight checks the directory the run writes."""
+    from tasks.store.location import output_path
+
     if out is None:
         return spec
-    return spec.model_copy(update={"output": spec.output.model_copy(update={"path": str(out.resolve())})})
+    return spec.model_copy(update={"output": spec.output.model_copy(update={"path": output_path(out)})})
 
 
 def _with_dask(spec: Any, dask: str | None) -> Any:
@@ -123,14 +127,14 @@ def _with_dask(spec: Any, dask: str | None) -> Any:
 
 @app.command("retry-errors")
 def retry_errors(
-    output_dir: Annotated[Path, typer.Argument(help="Output directory of an earlier run.")],
+    output_dir: Annotated[str, typer.Argument(help="Output directory (or s3:// URI) of an earlier run.")],
     error_type: Annotated[
         list[str] | None, typer.Option("--type", help="Retry only this error type (repeatable).")
     ] = None,
 ) -> None:
     """Request the errored records of an earlier run again; retried rows move from errors to results."""
     _quiet_prefect()
-    from flows.manifest_spec import spec_from_manifest
+    from tasks.store.manifest import spec_from_manifest
 
     try:
         pipeline_spec = spec_from_manifest(output_dir)
@@ -138,7 +142,7 @@ def retry_errors(
         raise _fail(str(exc)) from None
     hint = f"byokflow retry-errors {output_dir}"
     _run_with_display(
-        pipeline_spec, str(output_dir.resolve()), hint, retry_errors=True, error_types=error_type or []
+        pipeline_spec, pipeline_spec.output.path, hint, retry_errors=True, error_types=error_type or []
     )
 
 
@@ -269,7 +273,9 @@ def serve(
     spec: SpecPath,
     cron: Annotated[str, typer.Option(help='Schedule, e.g. "0 2 * * *" (nightly at 02:00).')],
     name: Annotated[str | None, typer.Option(help="Deployment name (default: the spec's name).")] = None,
-    out: Annotated[Path | None, typer.Option(help="Output directory (overrides the spec).")] = None,
+    out: Annotated[
+        str | None, typer.Option(help="Output directory or s3:// URI (overrides the spec).")
+    ] = None,
 ) -> None:
     """Serve the pipeline on a schedule with Prefect's `serve` (needs a Prefect server, no work pool)."""
     from flows.pipeline import load_pipeline_spec, pipeline
@@ -278,25 +284,36 @@ def serve(
         pipeline_spec = load_pipeline_spec(spec)  # a bad spec fails now, not at 2 a.m.
     except _user_errors() as exc:
         raise _fail(str(exc)) from None
-    parameters = {"spec": str(spec.resolve()), "out": str(out.resolve()) if out else None}
+    from tasks.store.location import output_path
+
+    parameters = {"spec": str(spec.resolve()), "out": output_path(out) if out else None}
     pipeline.serve(name=name or pipeline_spec.name, cron=cron, parameters=parameters)
 
 
 @app.command()
 def export(
-    output_dir: Annotated[Path, typer.Argument(help="Output directory of a run.")],
+    output_dir: Annotated[str, typer.Argument(help="Output directory (or s3:// URI) of a run.")],
     to: Annotated[Path | None, typer.Option(help="File to write (default: OUTPUT_DIR/wide.parquet).")] = None,
 ) -> None:
     """Write the wide view: one row per input row, each step's output (and error type) as columns."""
+    from tasks.store.location import store_location
+    from tasks.store.manifest import MANIFEST
     from tasks.store.wide_view import wide_view
     from tasks.store.write_part import write_part
 
-    if not (output_dir / "manifest.json").exists():
-        raise _fail(f"{output_dir}: not an output directory of byokflow (no manifest.json)")
-    target = to or output_dir / "wide.parquet"
-    table = wide_view(output_dir)
-    write_part(table, target.parent, target.name)
-    console.print(f"wrote {target}: {table.num_rows} rows, columns {table.column_names}")
+    try:
+        location = store_location(output_dir)
+    except _user_errors() as exc:
+        raise _fail(str(exc)) from None
+    if location.read_text(MANIFEST) is None:
+        raise _fail(f"{output_dir}: not an output directory of byokflow (no {MANIFEST})")
+    table = wide_view(location)
+    if to is None:
+        written = location.write_parquet(table, "", "wide.parquet")
+        shown = f"{location.uri}/wide.parquet" if location.uri else written
+    else:
+        shown = str(write_part(table, to.parent, to.name))
+    console.print(f"wrote {shown}: {table.num_rows} rows, columns {table.column_names}")
 
 
 @app.command()

@@ -38,7 +38,7 @@ from tasks.shard_task import run_step_shard
 from tasks.store.catalog import load_catalog
 from tasks.store.compaction import compact_outputs, mark_compacted
 from tasks.store.journal import recover_journals
-from tasks.store.location import local_output_dir
+from tasks.store.location import StoreLocation, local_output_dir, output_path, store_location
 from tasks.store.merge import merge_small_files
 from tasks.store.output_lock import output_lock
 from tasks.store.ownership import check_owner, owner_of
@@ -74,9 +74,10 @@ async def pipeline(
     check_scores(spec, checked.dataset)  # scorers' columns, judges and custom functions, before any request
     run_id = str(flow_run.get_id() or uuid.uuid4())
     retry_types = frozenset(error_types or ()) if retry_errors else None
-    with output_lock(spec.output.path):
-        check_owner(spec, continues)  # before anything in the directory is touched
-        context = _start_run(checked, run_id, retry_types, limit, control or RunControl())
+    location = store_location(spec.output.path, spec.output.storage_options)
+    with output_lock(location):
+        check_owner(spec, continues, location)  # before anything in the directory is touched
+        context = _start_run(checked, location, run_id, retry_types, limit, control or RunControl())
         started = time.monotonic()
         progress = ProgressArtifact(spec.name, context.control.progress)
         await progress.start()
@@ -93,6 +94,7 @@ async def pipeline(
 
 def _start_run(
     checked: CheckedPipeline,
+    location: StoreLocation,
     run_id: str,
     retry_types: frozenset[str] | None,
     limit: int | None,
@@ -100,13 +102,12 @@ def _start_run(
 ) -> RunContext:
     """Recover what an interrupted run left, load what is already done, and build the run's context."""
     spec, logger = checked.spec, get_run_logger()
-    output_dir = spec.output.path
-    recovered = recover_journals(output_dir)
+    recovered = recover_journals(location)
     if recovered:
         logger.info("recovered %d records journaled by an interrupted run", recovered)
-    compact_outputs(output_dir)
+    compact_outputs(location)
     view_steps = frozenset(name for name in checked.order if checked.has_dependents(name))
-    catalog = load_catalog(output_dir)  # the files' footers: each shard reads its own records
+    catalog = load_catalog(location)  # the files' footers: each shard reads its own records
     total = _total_rows(checked, limit)
     control.progress.reset(checked.order)
     for name in checked.order:
@@ -120,7 +121,7 @@ def _start_run(
     )
     plan = RunPlan(
         run_id=run_id,
-        output_dir=output_dir,
+        output_dir=spec.output.path,
         id_column=spec.input.id_column,
         gateway=spec.gateway,
         retry_types=retry_types,
@@ -129,6 +130,9 @@ def _start_run(
         max_cost_usd=spec.max_cost_usd,
         processes=worker_count(spec.dask) if spec.dask else 1,
         fresh_output=catalog.records == 0,
+        output_options=spec.output.storage_options,
+        flush_records=spec.output.flush_records,
+        flush_seconds=spec.output.flush_seconds,
     )
     return RunContext(plan, control, catalog=catalog, prices=checked.prices)
 
@@ -141,7 +145,7 @@ async def _finish_run(
     limit: int | None,
 ) -> RunSummary:
     """Compact the outputs, summarise, write the manifest and publish the artifacts."""
-    spec, run, logger = checked.spec, context.plan, get_run_logger()
+    spec, run, location, logger = checked.spec, context.plan, context.location, get_run_logger()
     # Counted from the shards' outcomes: on Dask the refusals happen in the workers' budgets.
     refused = sum(o.error_types.get(m, Counter())["budget_exhausted"] for o in outcomes for m in o.rows)
     if refused:
@@ -153,13 +157,13 @@ async def _finish_run(
         )
     if not run.fresh_output:
         # Only older records can be superseded: a run into an empty directory has nothing to compact.
-        compact_outputs(run.output_dir)
-    merge_small_files(run.output_dir, spec.output.file_rows, spec.output.file_bytes)
-    mark_compacted(run.output_dir)  # every file is now compact, a fresh run's by construction
+        compact_outputs(location)
+    merge_small_files(location, spec.output.file_rows, spec.output.file_bytes)
+    mark_compacted(location)  # every file is now compact, a fresh run's by construction
     models = {name: spec.step(name).model_names for name in checked.order}
     total = _total_rows(checked, limit)
-    summary = summarize(spec.name, run.run_id, run.output_dir, total, elapsed_s, models, outcomes)
-    write_manifest(summary, spec.model_dump(mode="json"), owner_of(spec))
+    summary = summarize(spec.name, run.run_id, location, total, elapsed_s, models, outcomes)
+    write_manifest(summary, spec.model_dump(mode="json"), owner_of(spec), location)
     await publish_summary(summary)
     await evaluate(spec, run.output_dir, run.run_id, checked.dataset)
     logger.info("byokflow run %s finished: %d records in %.1f s", run.run_id, summary.records, elapsed_s)
@@ -183,13 +187,7 @@ def _as_spec(spec: PipelineSpec | str, out: str | None) -> PipelineSpec:
     if not isinstance(spec, PipelineSpec):
         spec = load_pipeline_spec(spec)
     if out is not None:
-        spec = spec.model_copy(
-            update={
-                "output": spec.output.model_copy(
-                    update={"path": out if "://" in out else str(Path(out).resolve())}
-                )
-            }
-        )
+        spec = spec.model_copy(update={"output": spec.output.model_copy(update={"path": output_path(out)})})
     if spec.output.path.startswith("file://"):  # the store writes local paths: never a folder `file:`
         local = local_output_dir(spec.output.path)
         spec = spec.model_copy(update={"output": spec.output.model_copy(update={"path": local})})

@@ -21,6 +21,7 @@ from tasks.rows.local_tools import load_tool
 from tasks.rows.render import RESERVED_NAMES, StepRenderer
 from tasks.rows.structured import OutputValidator
 from tasks.run.credentials import load_key
+from tasks.store.location import OutputLocationError
 
 
 class CheckedPipeline:
@@ -57,7 +58,13 @@ class CheckedPipeline:
 
 async def preflight(spec: PipelineSpec, *, check_keys: bool = True, sample_rows: int = 3) -> CheckedPipeline:
     """Check the steps, the dataset, the templates, the keys and the gateway; raise on the first problem."""
-    check_output(spec.output.path)  # before the dataset: nothing is written if this fails
+    # Before the dataset: nothing is written if this fails.
+    location = check_output(spec.output.path, spec.output.storage_options)
+    if spec.scores and not location.local:
+        raise OutputLocationError(
+            f"output {spec.output.path!r}: scores (and the evaluation report) are written to a local "
+            "output directory only for now; run the evaluation into a local directory"
+        )
     renderers = {step.name: StepRenderer(step) for step in spec.steps}
     _check_imports(spec)
     prices = load_prices(spec.prices)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -13,8 +12,9 @@ import pyarrow.compute as pc
 
 from tasks.evaluation.statistics import latency_percentiles
 from tasks.rows.tally import StepShardOutcome
+from tasks.store.location import StoreLocation, store_location
+from tasks.store.manifest import MANIFEST
 from tasks.store.record_store import read_records
-from tasks.store.write_part import write_json_atomically
 
 
 @dataclass
@@ -53,12 +53,12 @@ class RunSummary:
     @property
     def results_dir(self) -> str:
         """The results dataset of the output directory."""
-        return str(Path(self.output_dir) / "results")
+        return f"{self.output_dir.rstrip('/')}/results"
 
     @property
     def errors_dir(self) -> str:
         """The errors dataset of the output directory."""
-        return str(Path(self.output_dir) / "errors")
+        return f"{self.output_dir.rstrip('/')}/errors"
 
     @property
     def records(self) -> int:
@@ -73,7 +73,7 @@ class RunSummary:
 def summarize(
     pipeline: str,
     run_id: str,
-    output_dir: str,
+    output_dir: str | StoreLocation,
     input_rows: int,
     elapsed_s: float,
     step_models: dict[str, list[str]],
@@ -101,11 +101,12 @@ def summarize(
                 step.window, step.window_reason = outcome.windows[model]
     for key, counts in error_types.items():
         steps[key].error_types = dict(sorted(counts.items()))
-    _add_latencies(steps, output_dir, run_id)
-    return RunSummary(pipeline, run_id, output_dir, input_rows, elapsed_s, list(steps.values()))
+    location = store_location(output_dir)
+    _add_latencies(steps, location, run_id)
+    return RunSummary(pipeline, run_id, location.name, input_rows, elapsed_s, list(steps.values()))
 
 
-def _add_latencies(steps: dict[tuple[str, str], StepSummary], output_dir: str, run_id: str) -> None:
+def _add_latencies(steps: dict[tuple[str, str], StepSummary], output_dir: StoreLocation, run_id: str) -> None:
     for (name, model), step in steps.items():
         if step.ok + step.errors == 0:
             step.cost_usd = 0.0  # nothing recorded by this run: no pass over the records at all
@@ -130,12 +131,14 @@ def _add_latencies(steps: dict[tuple[str, str], StepSummary], output_dir: str, r
             step.latency_p50_ms, step.latency_p95_ms = round(p50, 1), round(p95, 1)
 
 
-def write_manifest(summary: RunSummary, spec_json: dict[str, Any], owner: dict[str, str]) -> Path:
+def write_manifest(
+    summary: RunSummary, spec_json: dict[str, Any], owner: dict[str, str], location: StoreLocation
+) -> str:
     """Write `manifest.json` in the output directory: its owner, the last run, earlier runs' ids."""
-    path = Path(summary.output_dir) / "manifest.json"
     earlier: list[str] = []
-    if path.exists():
-        previous = json.loads(path.read_text(encoding="utf-8"))
+    text = location.read_text(MANIFEST)
+    if text is not None:
+        previous = json.loads(text)
         earlier = [*previous.get("earlier_runs", []), previous.get("run", {}).get("run_id")]
     manifest = {
         "format": "byokflow-output/1",
@@ -144,8 +147,8 @@ def write_manifest(summary: RunSummary, spec_json: dict[str, Any], owner: dict[s
         "spec": spec_json,
         "earlier_runs": [run for run in earlier if run],
     }
-    write_json_atomically(path, json.dumps(manifest, indent=2, default=str))
-    return path
+    location.write_text(MANIFEST, json.dumps(manifest, indent=2, default=str))
+    return location.path(MANIFEST)
 
 
 def summary_rows(summary: RunSummary) -> list[dict[str, Any]]:

@@ -60,7 +60,24 @@ class InputSpec(SpecModel):
 class OutputSpec(SpecModel):
     """Where results, errors and the manifest are written."""
 
-    path: str = Field(description="Output directory (created if missing).")
+    path: str = Field(
+        description="Output directory (created if missing): a local path, a file:// URI, or an s3:// URI "
+        "(any S3-compatible store)."
+    )
+    storage_options: StorageOptions | None = Field(
+        None,
+        description="For an s3:// path: endpoint and region (credentials come from the environment, "
+        "profiles or instance roles, never from the spec).",
+    )
+    flush_records: int = Field(
+        1000,
+        ge=1,
+        description="A shard task writes the records it has as a part every this many records (or "
+        "`flush_seconds`), so a killed worker whose local journal is lost with it loses no more.",
+    )
+    flush_seconds: float = Field(
+        60.0, gt=0, description="A shard task writes the records it has as a part at least this often."
+    )
     file_rows: int = Field(
         100_000,
         ge=1,

@@ -8,13 +8,12 @@ outcome on the run's progress board, and writes what the rows recorded as one pa
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pyarrow as pa
 from prefect import task
 from prefect.cache_policies import NONE
 
-from schemas.records import ResultRecord, error_columns, result_columns
+from schemas.records import ResultRecord
 from schemas.spec import StepSpec
 from tasks.inputs.dataset import blank_rows
 from tasks.rows.lane import Lane
@@ -25,8 +24,7 @@ from tasks.rows.structured import OutputValidator
 from tasks.rows.tally import StepShardOutcome
 from tasks.run.context import RunContext, RunPlan
 from tasks.store.done_index import DoneIndex, add_records
-from tasks.store.journal import RecordJournal, journal_path, recover_journal
-from tasks.store.write_part import write_part
+from tasks.store.shard_parts import ShardParts, earlier_attempt
 
 
 @task(
@@ -54,20 +52,19 @@ async def run_step_shard(
 
         context = worker_context(run)
     plan = context.plan
-    part = f"part-{plan.run_id[:8]}-{step.name}-{shard_index:05d}.parquet"
-    path = journal_path(plan.output_dir, part)
-    # A journal of this very part: an earlier attempt of this task died (its Dask worker was
-    # killed) and Dask retried it here. Its records are kept, and not requested again.
-    dead_attempt = await asyncio.to_thread(recover_journal, path, plan.output_dir) if path.exists() else None
-    journal = RecordJournal(path)
+    location = context.location
+    stem = f"part-{plan.run_id[:8]}-{step.name}-{shard_index:05d}"
+    # What an earlier attempt of this very task left: its worker died and Dask ran it again here.
+    # Its records are kept, and not requested again.
+    earlier = await asyncio.to_thread(earlier_attempt, location, stem) if context is not run else None
+    parts = ShardParts(location, stem, plan.flush_records, plan.flush_seconds)
     row_ids = [str(value) for value in rows.column(plan.id_column).to_pylist()]
     # This shard's records of this step only, read off the event loop (Arrow releases the GIL).
     index = await asyncio.to_thread(context.shard_index, row_ids, step.name)
-    if dead_attempt is not None:
-        add_records(index, *dead_attempt, with_views=step.name in plan.view_steps)
-    lanes = await _lanes(context, step, upstream, journal, index)
+    if earlier is not None:
+        add_records(index, *earlier, with_views=step.name in plan.view_steps)
+    lanes = await _lanes(context, step, upstream, parts, index)
     outcome = StepShardOutcome(step=step.name, shard_index=shard_index)
-    results, errors = result_columns(), error_columns()
     progress = context.control.progress
     for lane in lanes:
         progress.watch_key(step.name, lane.model, lane.pool.governor)
@@ -83,22 +80,19 @@ async def run_step_shard(
             progress.record_skipped(step.name)
         elif record is not None:
             is_result = isinstance(record, ResultRecord)
-            (results if is_result else errors).append(record)
             error_type = None if is_result else getattr(record, "error_type", None)
             progress.record(
                 step.name, ok=is_result, tokens=record.total_tokens, cost_usd=record.cost_usd,
                 error_type=error_type,
             )
 
+    parts.start()
     try:
         blank = blank_rows(rows, lanes[0].columns)
         await run_lanes(lanes, rows.to_pylist(), row_ids, blank, on_outcome)
-        if len(results):
-            write_part(results.to_table(), Path(plan.output_dir) / "results", part)
-        if len(errors):
-            write_part(errors.to_table(), Path(plan.output_dir) / "errors", part)
-        journal.close(remove=True)
+        await parts.close()
     finally:
+        parts.abandon()
         if context is not run:  # a Dask task's loop ends with the task: so do its pools
             await context.pools.close_loop_pools()
         # Budget this worker holds but has not reserved goes back to the cluster for others.
@@ -110,7 +104,7 @@ async def _lanes(
     context: RunContext,
     step: StepSpec,
     upstream: dict[str, StepShardOutcome],
-    journal: RecordJournal,
+    journal: ShardParts,
     index: DoneIndex,
 ) -> list[Lane]:
     renderer, validator = StepRenderer(step), OutputValidator(step)

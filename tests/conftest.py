@@ -33,6 +33,9 @@ os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 # Each test session runs its own Prefect (the harness, or a temporary server per CLI process), never
 # the shared local server the CLI starts for users (which would outlive the session).
 os.environ["BYOKFLOW_SHARED_SERVER"] = "0"
+# The local journals of outputs on object stores: inside the session's folder, never ~/.local/state.
+STATE_DIR = PREFECT_HOME / "byokflow-state"
+os.environ["BYOKFLOW_STATE_DIR"] = str(STATE_DIR)
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "INFO")
 
 import pytest  # noqa: E402

@@ -20,13 +20,13 @@ import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
-from flows.manifest_spec import spec_from_manifest
 from schemas.errors import SchemaError
 from schemas.spec import PipelineSpec
 from tasks.errors import PipelineError
 from tasks.evaluation.report_svg import Bar, ScorePoint, bar_chart, score_chart
 from tasks.inputs.dataset import open_dataset
 from tasks.rows.render import StepRenderer
+from tasks.store.manifest import spec_from_manifest
 from tasks.store.record_store import read_records
 from tasks.store.write_part import write_json_atomically
 
@@ -78,7 +78,7 @@ def load_report_data(output_dir: Path) -> ReportData:
 
 def _spec(output_dir: Path) -> PipelineSpec | None:
     try:
-        return spec_from_manifest(output_dir)
+        return spec_from_manifest(str(output_dir))
     except SchemaError:  # an old or hand-made directory: the page goes without inputs
         return None
 

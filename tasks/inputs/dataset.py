@@ -14,6 +14,7 @@ from schemas.spec import InputSpec
 from tasks.errors import InputError
 from tasks.inputs.ids import check_ids, scan_batches
 from tasks.inputs.values import without_nanoseconds
+from tasks.store.location import s3_filesystem
 
 _GLOB_CHARS = set("*?[")
 
@@ -48,9 +49,7 @@ def _filesystem(spec: InputSpec, source: str | list[str]) -> tuple[pafs.FileSyst
         return None, source
     if not spec.path.startswith("s3://"):
         raise InputError(f"input {spec.path!r}: storage_options apply to s3:// paths only")
-    filesystem = pafs.S3FileSystem(
-        endpoint_override=options.endpoint_url, region=options.region, anonymous=options.anonymous
-    )
+    filesystem = s3_filesystem(options)
     return filesystem, spec.path.removeprefix("s3://")
 
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.prices import PriceTable, load_prices
-from schemas.spec import GatewaySpec, StepSpec
+from schemas.spec import GatewaySpec, StepSpec, StorageOptions
 from tasks.limits.budget import BudgetGuard, ClusterBudget
 from tasks.limits.governor import PROCESS_GOVERNORS, GovernorRegistry
 from tasks.rows.local_tools import LocalTool, load_tool
@@ -24,6 +24,7 @@ from tasks.run.control import RunControl
 from tasks.run.pools import StepPools
 from tasks.store.catalog import RecordCatalog, load_catalog
 from tasks.store.done_index import DoneIndex, shard_done_index
+from tasks.store.location import StoreLocation, store_location
 
 
 @dataclass(frozen=True)
@@ -31,6 +32,7 @@ class RunPlan:
     """What every shard task of a run needs to know; picklable, holds no keys."""
 
     run_id: str
+    # A local directory or an s3:// URI; each process opens its own filesystem on it.
     output_dir: str
     id_column: str
     gateway: GatewaySpec
@@ -43,6 +45,9 @@ class RunPlan:
     processes: int = 1
     # The output directory held no record when the run started (nothing there can be superseded).
     fresh_output: bool = False
+    output_options: StorageOptions | None = None
+    flush_records: int = 1000
+    flush_seconds: float = 60.0
 
 
 class RunContext:
@@ -60,6 +65,7 @@ class RunContext:
     ) -> None:
         self.plan = plan
         self.control = control or RunControl()
+        self.location: StoreLocation = store_location(plan.output_dir, plan.output_options)
         # On a Dask worker the budget is drawn from the cluster's pacer, in chunks.
         self.budget: BudgetGuard = (
             ClusterBudget(plan.max_cost_usd, pacer)
@@ -78,7 +84,7 @@ class RunContext:
         """Where the output directory's records are (footers only), read on first use."""
         with self._lock:
             if self._catalog is None:
-                self._catalog = load_catalog(self.plan.output_dir)
+                self._catalog = load_catalog(self.location)
             return self._catalog
 
     def shard_index(self, row_ids: list[str], step: str) -> DoneIndex:

@@ -1,8 +1,11 @@
 """A write-ahead journal of records, so a crash loses only the requests that were in flight.
 
 Each shard task appends every record the moment it is complete, with one unbuffered `write` of one
-JSON line, and turns the journal into Parquet parts when the shard ends. A killed process leaves
-its journals behind; the next run turns them into parts (`recover_journals`) before it starts.
+JSON line, and turns the journal into Parquet parts as it flushes (`tasks.store.shard_parts`). A
+killed process leaves its journals behind; the next run turns them into parts
+(`recover_journals`) before it starts. Journals are always on the local disk: inside a local
+output directory, or in this machine's state folder for an output on an object store
+(`StoreLocation.journal_dir`).
 """
 
 from __future__ import annotations
@@ -18,10 +21,10 @@ import pyarrow as pa
 
 from schemas.records import ErrorRecord, RecordColumns, ResultRecord, error_columns, result_columns
 from tasks.errors import OutputBusyError
+from tasks.store.location import StoreLocation, store_location
 from tasks.store.output_lock import output_lock
-from tasks.store.write_part import remove_temporaries, write_part
+from tasks.store.write_part import remove_temporaries
 
-JOURNAL_DIR = "journal"
 _RESULT_NAMES = tuple(f.name for f in fields(ResultRecord))
 _ERROR_NAMES = tuple(f.name for f in fields(ErrorRecord))
 _RESULT_FIELDS = set(_RESULT_NAMES)
@@ -52,42 +55,44 @@ class RecordJournal:
             self.path.unlink(missing_ok=True)
 
 
-def journal_path(output_dir: str, part_name: str) -> Path:
+def journal_path(output: str | StoreLocation, part_name: str) -> Path:
     """Where the journal of the shard task writing `part_name` lives."""
-    return Path(output_dir) / JOURNAL_DIR / part_name.replace(".parquet", ".jsonl")
+    return store_location(output).journal_dir / part_name.replace(".parquet", ".jsonl")
 
 
-def recover_journals(output_dir: str) -> int:
+def recover_journals(output: str | StoreLocation) -> int:
     """Turn journals left by an interrupted run into parts; returns the records recovered.
 
     Call it holding the output lock (`recover_under_lock` takes it): the half-written temporary
     files of the interrupted run are removed too, and no live journal is taken over.
     """
-    if Path(output_dir).is_dir():
-        remove_temporaries(output_dir)
-    directory = Path(output_dir) / JOURNAL_DIR
+    location = store_location(output)
+    if location.local and Path(location.root).is_dir():
+        remove_temporaries(location.root)
+    directory = location.journal_dir
     if not directory.is_dir():
         return 0
     recovered = 0
     for journal in sorted(directory.glob("*.jsonl")):
-        results, errors = recover_journal(journal, output_dir)
+        results, errors = recover_journal(journal, location)
         recovered += results.num_rows + errors.num_rows
     return recovered
 
 
-def recover_journal(journal: Path, output_dir: str) -> tuple[pa.Table, pa.Table]:
+def recover_journal(journal: Path, output: str | StoreLocation) -> tuple[pa.Table, pa.Table]:
     """Turn one journal into parts and remove it; returns its results and errors.
 
     A shard task retried after its worker died finds its own journal from the attempt that died:
     what that attempt recorded is kept (and is not requested again), whatever it had not sent is.
     """
+    location = store_location(output)
     results, errors = _read_journal(journal)
     name = "recovered-" + journal.name.replace(".jsonl", ".parquet")
     result_table, error_table = results.to_table(), errors.to_table()
     if len(results):
-        write_part(result_table, Path(output_dir) / "results", name)
+        location.write_parquet(result_table, "results", name)
     if len(errors):
-        write_part(error_table, Path(output_dir) / "errors", name)
+        location.write_parquet(error_table, "errors", name)
     journal.unlink()
     return result_table, error_table
 
@@ -108,10 +113,10 @@ def _read_journal(path: Path) -> tuple[RecordColumns, RecordColumns]:
     return results, errors
 
 
-def recover_under_lock(output_dir: str) -> int | None:
+def recover_under_lock(output: str | StoreLocation) -> int | None:
     """`recover_journals` holding the output lock; None when another run holds the directory."""
     try:
-        with output_lock(output_dir):
-            return recover_journals(output_dir)
+        with output_lock(output):
+            return recover_journals(output)
     except OutputBusyError:
         return None  # that run recovers the journals when it starts

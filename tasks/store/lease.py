@@ -4,7 +4,8 @@
 (`.byokflow.lease`): it is created only if absent (`If-None-Match: *`), renewed only by its holder
 (`If-Match` on the ETag it wrote), and taken over only once it has expired, again by a conditional
 write, so two runs racing for an expired lease cannot both win. A killed run stops renewing; its
-lease expires after `ttl_s` and the next run takes it over. The lease names a host and pid, never
+lease expires after `ttl_s` and the next run takes it over (at once, on the machine where the
+killed process ran: a pid that no longer exists there holds nothing). The lease names a host and pid, never
 a credential. Needs boto3 (any S3-compatible endpoint that honours conditional writes).
 """
 
@@ -47,14 +48,15 @@ class S3Lease:
         if self._put(IfNoneMatch="*"):
             return
         holder, etag = self._read()
-        if holder is not None and holder.get("expires", 0) > time.time():
+        if holder is not None and holder.get("expires", 0) > time.time() and not _dead_here(holder):
             until = time.strftime("%H:%M:%S", time.gmtime(holder.get("expires", 0)))
             raise OutputBusyError(
                 f"output {self.where.removesuffix(LEASE_NAME)!r} is being written by another byokflow run "
                 f"(host {holder.get('host')!r}, pid {holder.get('pid')}, lease held until {until} UTC); "
                 "wait for it to finish"
             )
-        # Expired (a killed run): taken over only if nobody else took it first.
+        # Expired, or its holder was a process of this machine that is gone (a killed run): taken
+        # over only if nobody else took it first.
         if etag is None or not self._put(IfMatch=etag):
             raise OutputBusyError(f"output lease {self.where!r} was just taken by another run; try again")
 
@@ -96,6 +98,20 @@ class S3Lease:
         except ValueError:
             holder = {}
         return (holder if isinstance(holder, dict) else {}), answer["ETag"]
+
+
+def _dead_here(holder: dict[str, Any]) -> bool:
+    """Whether the lease's holder was a process of this machine that no longer runs."""
+    pid = holder.get("pid")
+    if holder.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 @contextmanager

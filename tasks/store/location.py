@@ -1,17 +1,23 @@
-"""Where an output directory is: a local path, or a URI the store says plainly it cannot write.
+"""Where an output directory is: a local path or an `s3://` URI, and how the store writes there.
 
-The record store writes through the local filesystem (atomic renames, an appendable journal, an
-`flock` lock). An output given as a URI of another filesystem (`s3://`, `gs://`, ...) is refused
-at preflight with a message naming it, instead of becoming a local folder named `s3:`.
-
-`StoreLocation` is the store's view of an output directory on any pyarrow filesystem: listing,
+`StoreLocation` is the store's view of an output directory on a pyarrow filesystem: listing,
 atomic Parquet writes (a rename on disk, a single PUT on an object store), removal, small text
-files. The catalog, record reads, compaction and merging go through it.
+files, and where its write-ahead journals live. The catalog, record reads, the journal, the
+manifest, compaction and merging all go through it.
+
+Outputs are local directories (`file://` URIs included) or S3 and S3-compatible stores (MinIO,
+R2, a test server): the one-run-at-a-time lock needs conditional writes across machines, which
+pyarrow's other filesystems do not offer, so an output on `gs://`, `abfs://` and the like is
+refused at preflight with a message naming it, never turned into a local folder named `gs:`.
+On an object store the journals stay on the local disk of the process that writes them (an
+object cannot be appended to), under `BYOKFLOW_STATE_DIR` (default `~/.local/state/byokflow`).
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
@@ -20,8 +26,12 @@ import pyarrow as pa
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
+from schemas.spec import StorageOptions
 from tasks.errors import PipelineError
 from tasks.store.write_part import write_json_atomically, write_part
+
+JOURNAL_DIR = "journal"
+_OBJECT_STORES = ("s3",)
 
 
 class OutputLocationError(PipelineError):
@@ -29,17 +39,46 @@ class OutputLocationError(PipelineError):
 
 
 def local_output_dir(path: str) -> str:
-    """The absolute local directory of an output path (`file://` URIs included); raise for others."""
+    """The absolute local directory of a local output path or `file://` URI; raise for others."""
     if "://" not in path:
         return str(Path(path).resolve())
     parsed = urlparse(path)
     if parsed.scheme == "file" and parsed.netloc in ("", "localhost"):
         return str(Path(unquote(parsed.path)).resolve())
-    raise OutputLocationError(
-        f"output {path!r}: the record store writes to a local directory; outputs on {parsed.scheme}:// "
-        "are not supported yet (inputs are: any URI pyarrow reads). Write to a local directory and "
-        "copy it, e.g. `aws s3 sync out/ s3://bucket/prefix/`"
+    raise OutputLocationError(f"output {path!r} is a {parsed.scheme}:// URI, not a local directory")
+
+
+def output_path(path: str) -> str:
+    """An output path as the run records it: a URI as given, a local path made absolute."""
+    return path if "://" in path else str(Path(path).resolve())
+
+
+def is_local_output(path: str) -> bool:
+    """Whether an output path names the local disk (a plain path or a `file://` URI)."""
+    return "://" not in path or path.startswith("file://")
+
+
+def s3_filesystem(options: StorageOptions | None) -> pafs.S3FileSystem:
+    """pyarrow's S3 filesystem at the endpoint `options` name, else the environment's.
+
+    Credentials are never given here: the AWS SDK finds them (environment, profiles, roles).
+    """
+    endpoint = options.endpoint_url if options else None
+    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+    return pafs.S3FileSystem(
+        endpoint_override=endpoint,
+        region=options.region if options else None,
+        anonymous=options.anonymous if options else False,
     )
+
+
+def state_dir() -> Path:
+    """This machine's folder for byokflow's local state (journals of outputs on object stores)."""
+    configured = os.environ.get("BYOKFLOW_STATE_DIR")
+    if configured:
+        return Path(configured)
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "byokflow"
 
 
 @dataclass(frozen=True)
@@ -48,6 +87,26 @@ class StoreLocation:
 
     fs: pafs.FileSystem
     root: str
+    # How the user named it (`s3://bucket/answers`, or the local path): for messages and manifests.
+    uri: str = ""
+    options: StorageOptions | None = None
+
+    @property
+    def name(self) -> str:
+        """The location as the user names it."""
+        return self.uri or self.root
+
+    @property
+    def journal_dir(self) -> Path:
+        """Where this process keeps the write-ahead journals of records bound for this location.
+
+        Inside a local output directory; for an object store, a folder of this machine's state
+        named after the location, so a rerun on the same machine finds a killed run's journals.
+        """
+        if self.local:
+            return Path(self.root) / JOURNAL_DIR
+        digest = hashlib.sha256(self.name.rstrip("/").encode()).hexdigest()[:16]
+        return state_dir() / "journals" / digest
 
     @property
     def local(self) -> bool:
@@ -56,7 +115,7 @@ class StoreLocation:
 
     def path(self, *parts: str) -> str:
         """The filesystem path of `parts` under the root."""
-        return "/".join([self.root.rstrip("/"), *parts])
+        return "/".join([self.root.rstrip("/"), *(part for part in parts if part)])
 
     def parquet_files(self, kind: str) -> list[pafs.FileInfo]:
         """The complete Parquet files of a dataset (hidden temporaries left out), sorted by name."""
@@ -100,15 +159,29 @@ class StoreLocation:
             stream.write(text.encode("utf-8"))
 
 
-def store_location(output: str | Path | StoreLocation) -> StoreLocation:
-    """The location of an output directory given as a local path or a filesystem URI."""
+def store_location(
+    output: str | Path | StoreLocation, options: StorageOptions | None = None
+) -> StoreLocation:
+    """The location of an output directory given as a local path, a `file://` or an `s3://` URI."""
     if isinstance(output, StoreLocation):
         return output
     text = str(output)
-    if "://" not in text or text.startswith("file://"):
-        return StoreLocation(pafs.LocalFileSystem(), local_output_dir(text))
+    if is_local_output(text):
+        return StoreLocation(pafs.LocalFileSystem(), local_output_dir(text), options=options)
+    scheme = urlparse(text).scheme
+    if scheme not in _OBJECT_STORES:
+        raise OutputLocationError(
+            f"output {text!r}: outputs on {scheme}:// are not supported (the record store's lock needs "
+            "conditional writes, which byokflow uses on S3); write to a local directory, file://, or "
+            "s3:// (any S3-compatible endpoint), and copy from there"
+        )
+    if options is not None and options.anonymous:
+        raise OutputLocationError(f"output {text!r}: storage_options.anonymous is for reading public inputs")
+    bucket_and_prefix = text.removeprefix(f"{scheme}://").strip("/")
+    if not bucket_and_prefix:
+        raise OutputLocationError(f"output {text!r}: name a bucket (and a prefix), e.g. s3://bucket/answers")
     try:
-        filesystem, root = pafs.FileSystem.from_uri(text)
+        filesystem = s3_filesystem(options)
     except (pa.ArrowInvalid, OSError) as exc:
-        raise OutputLocationError(f"output {text!r}: no filesystem for this URI ({exc})") from None
-    return StoreLocation(filesystem, root)
+        raise OutputLocationError(f"output {text!r}: cannot reach the object store ({exc})") from None
+    return StoreLocation(filesystem, bucket_and_prefix, uri=f"s3://{bucket_and_prefix}", options=options)

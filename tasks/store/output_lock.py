@@ -1,4 +1,9 @@
-"""One run at a time per output directory: two runs compacting the same parts would lose records."""
+"""One run at a time per output location: two runs compacting the same parts would lose records.
+
+On the local disk the lock is an `flock` on `.byokflow.lock` (the kernel releases it when the
+process dies, so a killed run never blocks the next). On S3 it is a lease object with an expiry,
+taken and renewed by conditional writes (`tasks.store.lease`), so it holds across machines.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +14,50 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tasks.errors import OutputBusyError
+from tasks.store.lease import S3Lease, held
+from tasks.store.location import OutputLocationError, StoreLocation, store_location
 
 LOCK_NAME = ".byokflow.lock"
 
 
 @contextmanager
-def output_lock(output_dir: str) -> Iterator[None]:
-    """Hold the output directory's lock for the duration of a run (released even on a crash)."""
+def output_lock(output: str | StoreLocation) -> Iterator[None]:
+    """Hold the output location's lock for the duration of a run (released even on a crash)."""
+    location = store_location(output)
+    if location.local:
+        with _flock(location.root):
+            yield
+        return
+    with held(s3_lease(location)):
+        yield
+
+
+def s3_lease(location: StoreLocation) -> S3Lease:
+    """The lease object of an output on S3, through boto3 (it honours `AWS_ENDPOINT_URL_S3`)."""
+    try:
+        import boto3
+    except ImportError:
+        raise OutputLocationError(
+            f"output {location.name!r}: the lock of an output on S3 needs boto3; "
+            "install it with `pip install 'byokflow[s3]'`"
+        ) from None
+    options = location.options
+    client = boto3.client(
+        "s3",
+        endpoint_url=(options.endpoint_url if options else None) or None,
+        region_name=(options.region if options else None) or None,
+    )
+    bucket, _, prefix = location.root.partition("/")
+    return S3Lease(client, bucket, prefix)
+
+
+@contextmanager
+def _flock(output_dir: str) -> Iterator[None]:
     directory = Path(output_dir)
     directory.mkdir(parents=True, exist_ok=True)
     fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         try:
-            # flock is released by the kernel when the process dies, so a killed run never blocks the next.
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-from pathlib import Path
 from typing import Any
 
 from schemas.spec import PipelineSpec
 from tasks.errors import OutputOwnedError
-
-MANIFEST = "manifest.json"
+from tasks.store.location import StoreLocation, store_location
+from tasks.store.manifest import MANIFEST
 
 
 def steps_fingerprint(spec: PipelineSpec) -> str:
@@ -30,12 +29,13 @@ def owner_of(spec: PipelineSpec) -> dict[str, str]:
     return {"pipeline": spec.name, "steps_fingerprint": steps_fingerprint(spec)}
 
 
-def recorded_owner(output_dir: str) -> dict[str, str] | None:
+def recorded_owner(output: str | StoreLocation) -> dict[str, str] | None:
     """The owner an output directory's manifest names (None: no manifest, or an unreadable one)."""
-    path = Path(output_dir) / MANIFEST
     try:
-        manifest: dict[str, Any] = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
+        manifest: dict[str, Any] = json.loads(store_location(output).read_text(MANIFEST) or "")
+    except ValueError:
+        return None
+    if not isinstance(manifest, dict):
         return None
     owner = manifest.get("owner")
     if isinstance(owner, dict) and isinstance(owner.get("pipeline"), str):
@@ -45,12 +45,14 @@ def recorded_owner(output_dir: str) -> dict[str, str] | None:
     return {"pipeline": name, "steps_fingerprint": "?"} if isinstance(name, str) else None
 
 
-def check_owner(spec: PipelineSpec, continues: str | None = None) -> None:
+def check_owner(
+    spec: PipelineSpec, continues: str | None = None, location: StoreLocation | None = None
+) -> None:
     """Raise OutputOwnedError if another pipeline owns `spec`'s output directory.
 
     `continues` names the pipeline this one knowingly continues (a renamed pipeline, say).
     """
-    owner = recorded_owner(spec.output.path)
+    owner = recorded_owner(location or store_location(spec.output.path, spec.output.storage_options))
     if owner is None or owner["pipeline"] in (spec.name, continues):
         return
     mine = owner_of(spec)

@@ -13,10 +13,11 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from tasks.store.location import StoreLocation
 from tasks.store.record_store import read_records
 
 
-def wide_view(output_dir: str | Path) -> pa.Table:
+def wide_view(output_dir: str | Path | StoreLocation) -> pa.Table:
     """Pivot the records of `output_dir` into one row per row id."""
     results = read_records(output_dir, "results", ["row_id", "step", "model", "output"])
     errors = read_records(output_dir, "errors", ["row_id", "step", "model", "error_type"])

@@ -6,8 +6,10 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -15,8 +17,10 @@ from flows.pipeline import pipeline, pipeline_for
 from sandbox import SandboxConfig, SandboxServer
 from schemas.spec import DaskSpec
 from tasks.run.control import RunControl
+from tasks.store.record_store import read_records
 from tests.conftest import SANDBOX_GATEWAY_KEY
 from tests.flows.support import GATEWAY_ENV, make_spec, read, step, write_prompts
+from tests.store_fixtures import S3Server, s3_server  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
 
@@ -128,3 +132,68 @@ async def test_a_worker_killed_mid_shard_loses_nothing_and_pays_twice_only_for_i
     assert len(read(tmp_path / "out", "results")) == rows and summary.steps[0].rows == rows
     # Only what the killed worker had in flight (and not yet journaled) is paid twice.
     assert rows <= requests <= rows + concurrency
+
+
+def _share_nothing_cluster(root: Path, workers: int) -> Any:
+    """A local Dask cluster whose worker processes each have their own folder, spill and state.
+
+    The workers' working directories and byokflow state folders are theirs alone: the records can
+    reach the flow only through the store (S3 here).
+    """
+    from distributed import Nanny, Scheduler, SpecCluster
+
+    specs = {}
+    for index in range(workers):
+        own = root / f"worker-{index}"
+        own.mkdir(parents=True)
+        env = {"BYOKFLOW_STATE_DIR": str(own / "state"), "TMPDIR": str(own / "tmp")}
+        (own / "tmp").mkdir()
+        specs[f"worker-{index}"] = {
+            "cls": Nanny,
+            "options": {"nthreads": 1, "local_directory": str(own / "dask"), "env": env},
+        }
+    scheduler = {"cls": Scheduler, "options": {"dashboard_address": None}}
+    return SpecCluster(workers=specs, scheduler=scheduler, silence_logs=40)
+
+
+async def test_four_workers_sharing_only_s3_write_the_records_of_the_same_run_in_process(
+    tmp_path: Path,
+    clean_sandbox: SandboxServer,
+    s3_server: S3Server,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    monkeypatch.setenv(GATEWAY_ENV, SANDBOX_GATEWAY_KEY)
+    questions = [f"s3 dask row {i}" + (" [[sandbox:status=404]]" if i % 11 == 0 else "") for i in range(60)]
+    write_prompts(tmp_path / "prompts.parquet", questions)
+    steps = [step("draft"), step("review", input="R: {{ steps.draft.output }}")]
+    local = make_spec(tmp_path, clean_sandbox.url, steps, shard_size=6)
+    await pipeline(local)
+    clean_sandbox.reset()
+
+    cluster = await asyncio.to_thread(_share_nothing_cluster, tmp_path / "cluster", 4)
+    try:
+        uri = s3_server.uri(f"dask-{uuid.uuid4().hex[:8]}")
+        output = local.output.model_copy(update={"path": uri})
+        on_dask = local.model_copy(
+            update={"dask": DaskSpec(address=cluster.scheduler_address), "output": output}
+        )
+        summary = await pipeline_for(on_dask)(on_dask)
+    finally:
+        await asyncio.to_thread(cluster.close)
+    assert [s.ok + s.errors for s in summary.steps] == [60, 60]
+    assert clean_sandbox.stats()["requests"] == 60 + 60 - 6  # six drafts fail: their reviews are not sent
+    in_process = _records_of(str(tmp_path / "out"))
+    assert len(in_process) == 120 and _records_of(uri) == in_process
+    worker_files = [p for p in (tmp_path / "cluster").rglob("*") if p.is_file()]
+    assert not [p for p in worker_files if p.suffix in (".parquet", ".jsonl")]  # nothing left on their disks
+
+
+def _records_of(out: str) -> set[tuple[object, ...]]:
+    fields = ["row_id", "step", "model", "request_hash", "output", "finish_reason", "total_tokens"]
+    results = read_records(out, "results", fields).to_pylist()
+    errors = read_records(
+        out, "errors", ["row_id", "step", "model", "request_hash", "error_type"]
+    ).to_pylist()
+    return {tuple(r.values()) for r in results} | {tuple(e.values()) for e in errors}

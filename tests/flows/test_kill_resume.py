@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+import uuid
 from collections import Counter
 from pathlib import Path
 
 import yaml
 
 from sandbox import SandboxConfig, SandboxServer
+from tasks.store.record_store import read_records
 from tests.conftest import SANDBOX_GATEWAY_KEY
 from tests.flows.support import read, write_prompts
+from tests.store_fixtures import S3Server, s3_server  # noqa: F401 (the fixture)
 
 ROWS = 3000
 CONCURRENCY = 24
@@ -108,3 +112,46 @@ def test_ctrl_c_saves_what_completed_and_says_how_to_resume(tmp_path: Path) -> N
     assert "stopping: no new requests" in said
     assert len(read(out, "results")) == answered < ROWS
     assert not list((out / "journal").glob("*.jsonl"))
+
+
+def test_sigkill_on_s3_with_the_machine_lost_costs_at_most_the_unflushed_records(
+    tmp_path: Path,
+    s3_server: S3Server,  # noqa: F811
+) -> None:
+    """The worst case on an object store: the process and its local journal are gone for good."""
+    write_prompts(tmp_path / "prompts.parquet", [f"s3 kill prompt {i}" for i in range(ROWS)])
+    config = SandboxConfig(gateway_keys=[SANDBOX_GATEWAY_KEY], latency={"fixed_ms": 40, "jitter": 0.2})
+    uri = s3_server.uri(f"kill-{uuid.uuid4().hex[:8]}")
+    flush_records = 50
+    with SandboxServer(config) as server:
+        spec_path, env = _setup(tmp_path, server.url, "s3-kill-test", CONCURRENCY)
+        spec = yaml.safe_load(spec_path.read_text())
+        spec["output"] = {"path": uri, "flush_records": flush_records}
+        spec_path.write_text(yaml.safe_dump(spec))
+        env["BYOKFLOW_STATE_DIR"] = str(tmp_path / "state")
+        first = _byokflow("run", str(spec_path), env=env)
+        deadline = time.monotonic() + 120
+        while len(read_records(uri, "results", ["row_id"])) < ROWS // 4:
+            assert first.poll() is None, first.stdout.read() if first.stdout else ""
+            assert time.monotonic() < deadline, "the run made no progress"
+            time.sleep(0.2)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait()
+        flushed = len(read_records(uri, "results", ["row_id"]))
+        assert flushed < ROWS, "the run finished before it could be killed"
+        shutil.rmtree(tmp_path / "state")  # the machine is lost, and its journals with it
+
+        second = _byokflow("run", str(spec_path), env=env)
+        output, _ = second.communicate(timeout=300)
+        assert second.returncode == 0, output
+        stats = server.stats()
+
+    results = read_records(uri, "results", ["row_id"]).column("row_id").to_pylist()
+    assert sorted(results) == sorted(f"r{i:05d}" for i in range(ROWS))  # each row exactly once
+    per_prompt = Counter(stats["by_prompt"])
+    assert len(per_prompt) == ROWS
+    sent_twice = sum(count - 1 for count in per_prompt.values())
+    # Paid twice: what was in flight, and each running shard's records since its last flush (two
+    # shards run at once here), against the ~750 records a part per shard at its end would lose.
+    assert sent_twice <= CONCURRENCY + 2 * 2 * flush_records, f"{sent_twice} requests were paid twice"
+    assert stats["requests"] == ROWS + sent_twice

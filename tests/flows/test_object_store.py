@@ -1,4 +1,4 @@
-"""Inputs on S3 (a real moto server on 127.0.0.1) and outputs the store cannot write, refused early."""
+"""Inputs on S3 (a real moto server on 127.0.0.1), and outputs the store cannot write refused early."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from flows.preflight import preflight
 from sandbox import SandboxServer
 from tasks.store.location import OutputLocationError
 from tests.conftest import SANDBOX_GATEWAY_KEY
-from tests.flows.support import GATEWAY_ENV, make_spec, read, step
+from tests.flows.support import GATEWAY_ENV, make_spec, read, step, write_prompts
 from tests.store_fixtures import S3Server, s3_server  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.usefixtures("prefect_harness")
@@ -50,7 +50,7 @@ async def test_a_pipeline_reads_its_input_from_s3(
     assert clean_sandbox.stats()["requests"] == 0
 
 
-@pytest.mark.parametrize("scheme", ["s3", "gs", "abfs"])
+@pytest.mark.parametrize("scheme", ["gs", "abfs", "hdfs"])
 async def test_an_output_uri_the_store_cannot_write_is_a_preflight_error(
     tmp_path: Path, clean_sandbox: SandboxServer, scheme: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -59,7 +59,7 @@ async def test_an_output_uri_the_store_cannot_write_is_a_preflight_error(
     spec = make_spec(tmp_path, clean_sandbox.url, [step()])
     out = f"{scheme}://bucket/answers/"
     spec = spec.model_copy(update={"output": spec.output.model_copy(update={"path": out})})
-    with pytest.raises(OutputLocationError, match=rf"output '{scheme}://bucket/answers/'.*not supported yet"):
+    with pytest.raises(OutputLocationError, match=rf"output '{scheme}://bucket/answers/'.*not supported"):
         await preflight(spec, check_keys=False)
     with pytest.raises(OutputLocationError):
         await pipeline(spec)
@@ -67,9 +67,22 @@ async def test_an_output_uri_the_store_cannot_write_is_a_preflight_error(
     assert clean_sandbox.stats()["requests"] == 0
 
 
-async def test_a_file_uri_output_is_the_local_directory(tmp_path: Path, clean_sandbox: SandboxServer) -> None:
-    from tests.flows.support import write_prompts
+async def test_an_output_bucket_that_does_not_exist_is_a_preflight_error(
+    tmp_path: Path,
+    clean_sandbox: SandboxServer,
+    s3_server: S3Server,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_prompts(tmp_path / "prompts.parquet", ["a"])
+    spec = make_spec(tmp_path, clean_sandbox.url, [step()])
+    with pytest.raises(OutputLocationError, match=r"bucket 'no-such-bucket' does not exist"):
+        await pipeline(spec, out="s3://no-such-bucket/answers")
+    assert clean_sandbox.stats()["requests"] == 0
+    assert not (tmp_path / "s3:").exists()
 
+
+async def test_a_file_uri_output_is_the_local_directory(tmp_path: Path, clean_sandbox: SandboxServer) -> None:
     write_prompts(tmp_path / "prompts.parquet", ["a", "b"])
     spec = make_spec(tmp_path, clean_sandbox.url, [step()])
     await pipeline(spec, out=f"file://{tmp_path / 'uri-out'}")

@@ -53,3 +53,25 @@ def test_the_lease_names_no_credential(s3_server: S3Server) -> None:  # noqa: F8
     lease.release()
     assert os.environ["AWS_SECRET_ACCESS_KEY"] not in body and os.environ["AWS_ACCESS_KEY_ID"] not in body
     assert set(__import__("json").loads(body)) == {"host", "pid", "expires"}
+
+
+def test_a_lease_of_a_killed_process_on_this_machine_is_taken_over_at_once(s3_server: S3Server) -> None:  # noqa: F811
+    import json
+    import socket
+    import subprocess
+    import sys
+
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    dead_pid = int(dead.stdout)  # a process of this machine that has exited
+    body = {"host": socket.gethostname(), "pid": dead_pid, "expires": time.time() + 3600}
+    s3 = client(s3_server)
+    s3.put_object(Bucket=s3_server.bucket, Key="killed/.byokflow.lease", Body=json.dumps(body).encode())
+    resumed = S3Lease(client(s3_server), s3_server.bucket, "killed")
+    resumed.acquire()  # not an hour's wait: its holder is gone
+    resumed.release()
+    elsewhere = {**body, "host": "another-machine"}
+    s3.put_object(Bucket=s3_server.bucket, Key="killed/.byokflow.lease", Body=json.dumps(elsewhere).encode())
+    with pytest.raises(OutputBusyError):  # a process of another machine may be alive: wait for its expiry
+        S3Lease(client(s3_server), s3_server.bucket, "killed").acquire()
