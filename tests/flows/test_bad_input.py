@@ -147,6 +147,13 @@ def output_not_writable(s: Setup) -> list[str]:
     return ["locked/out", "locked' is not writable"]
 
 
+def output_under_proc(s: Setup) -> list[str]:
+    # No one can create a directory in /proc, root included (os.access tells root it can): the case
+    # of a directory the output cannot be created in that holds when the tests run as root (CI).
+    s.spec["output"]["path"] = "/proc/byokflow-test-output/out"
+    return ["'/proc/byokflow-test-output/out'", "'/proc' is not writable"]
+
+
 def foreign_parquet_in_results(s: Setup) -> list[str]:
     (s.folder / "out" / "results").mkdir(parents=True)
     _table(s.folder / "out" / "results" / "mine.parquet", a=pa.array([1, 2]))
@@ -207,6 +214,10 @@ CASES: list[Case] = [
     pytest.param(  # type: ignore[list-item]
         output_not_writable,
         marks=pytest.mark.skipif(os.geteuid() == 0, reason="root writes to any directory"),
+    ),
+    pytest.param(  # type: ignore[list-item]
+        output_under_proc,
+        marks=pytest.mark.skipif(not os.path.isdir("/proc"), reason="no /proc on this system"),
     ),
     foreign_parquet_in_results,
     invalid_base_url,
