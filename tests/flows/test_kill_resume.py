@@ -12,6 +12,8 @@ import uuid
 from collections import Counter
 from pathlib import Path
 
+import pyarrow.fs as pafs
+import pyarrow.parquet as pq
 import yaml
 
 from sandbox import SandboxConfig, SandboxServer
@@ -118,14 +120,18 @@ def test_sigkill_on_s3_with_the_machine_lost_costs_at_most_the_unflushed_records
     tmp_path: Path,
     s3_server: S3Server,  # noqa: F811
 ) -> None:
-    """The worst case on an object store: the process and its local journal are gone for good."""
+    """Input and output on S3, and the worst case there: the process and its local journal are gone."""
     write_prompts(tmp_path / "prompts.parquet", [f"s3 kill prompt {i}" for i in range(ROWS)])
     config = SandboxConfig(gateway_keys=[SANDBOX_GATEWAY_KEY], latency={"fixed_ms": 40, "jitter": 0.2})
     uri = s3_server.uri(f"kill-{uuid.uuid4().hex[:8]}")
+    source = s3_server.uri(f"{uri.rsplit('/', 1)[1]}-input/prompts.parquet")  # the input on S3 too
+    filesystem, path = pafs.FileSystem.from_uri(source)
+    pq.write_table(pq.read_table(tmp_path / "prompts.parquet"), path, filesystem=filesystem)
     flush_records = 50
     with SandboxServer(config) as server:
         spec_path, env = _setup(tmp_path, server.url, "s3-kill-test", CONCURRENCY)
         spec = yaml.safe_load(spec_path.read_text())
+        spec["input"]["path"] = source
         spec["output"] = {"path": uri, "flush_records": flush_records}
         spec_path.write_text(yaml.safe_dump(spec))
         env["BYOKFLOW_STATE_DIR"] = str(tmp_path / "state")

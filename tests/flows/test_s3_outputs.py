@@ -151,3 +151,23 @@ def test_the_cli_runs_retries_errors_and_exports_by_s3_uri(
     wide = pq.read_table(location.path("wide.parquet"), filesystem=location.fs)
     assert wide.num_rows == 3 and "answer" in wide.column_names
     assert not (tmp_path / "out").exists() and not (tmp_path / "s3:").exists()
+
+
+async def test_a_changed_step_on_s3_resends_only_that_step_and_keeps_one_record_each(
+    tmp_path: Path,
+    clean_sandbox: SandboxServer,
+    s3_server: S3Server,  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    write_prompts(tmp_path / "prompts.parquet", [f"question {i}" for i in range(9)])
+    uri = s3_server.uri(f"changed-{uuid.uuid4().hex[:8]}")
+    await pipeline(make_spec(tmp_path, clean_sandbox.url, CHAIN, shard_size=4), out=uri)
+    clean_sandbox.reset()
+    changed = [CHAIN[0], step("polish", input="polish it better: {{ steps.draft.output }}")]
+    summary = await pipeline(make_spec(tmp_path, clean_sandbox.url, changed, shard_size=4), out=uri)
+    assert clean_sandbox.stats()["requests"] == 9  # the polish step only
+    assert [(s.step, s.ok, s.skipped) for s in summary.steps] == [("draft", 0, 9), ("polish", 9, 0)]
+    records = outputs(uri)  # asserts one record per (row, step): the old polish records are gone
+    assert len(records) == 18
+    assert all("polish it better" in text for (row, name), text in records.items() if name == "polish")
