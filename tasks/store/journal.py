@@ -23,6 +23,7 @@ from schemas.records import ErrorRecord, RecordColumns, ResultRecord, error_colu
 from tasks.errors import OutputBusyError
 from tasks.store.location import StoreLocation, store_location
 from tasks.store.output_lock import output_lock
+from tasks.store.retired import finish_retirement
 from tasks.store.write_part import remove_temporaries
 
 _RESULT_NAMES = tuple(f.name for f in fields(ResultRecord))
@@ -64,11 +65,13 @@ def recover_journals(output: str | StoreLocation) -> int:
     """Turn journals left by an interrupted run into parts; returns the records recovered.
 
     Call it holding the output lock (`recover_under_lock` takes it): the half-written temporary
-    files of the interrupted run are removed too, and no live journal is taken over.
+    files of the interrupted run are removed too, and what a killed merge retired, and no live
+    journal is taken over.
     """
     location = store_location(output)
     if location.local and Path(location.root).is_dir():
         remove_temporaries(location.root)
+    finish_retirement(location)  # a merge killed after its switch: its hidden sources go now
     directory = location.journal_dir
     if not directory.is_dir():
         return 0

@@ -54,8 +54,11 @@ def s3_lease(location: StoreLocation) -> S3Lease:
 @contextmanager
 def _flock(output_dir: str) -> Iterator[None]:
     directory = Path(output_dir)
-    directory.mkdir(parents=True, exist_ok=True)
-    fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(directory / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as exc:  # preflight says so first; this is for callers that skip it
+        raise OutputLocationError(f"output {output_dir!r}: cannot write its lock ({exc.strerror})") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

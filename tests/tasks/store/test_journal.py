@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
+import pytest
+
 from schemas.records import ErrorRecord
 from tasks.store.journal import RecordJournal, journal_path, recover_journals, recover_under_lock
 from tasks.store.output_lock import output_lock
@@ -47,3 +49,12 @@ def test_recovery_under_the_lock_leaves_a_busy_directory_to_the_run_holding_it(t
         assert list((out / "journal").glob("*.jsonl"))
     assert recover_under_lock(str(out)) == 1
     assert not list((out / "journal").glob("*.jsonl"))
+
+
+def test_a_lock_where_no_directory_can_be_made_is_a_clear_error() -> None:
+    from tasks.store.location import OutputLocationError
+
+    # /proc refuses new directories to root too: what preflight catches first, for callers that skip it.
+    refused = pytest.raises(OutputLocationError, match=r"output '/proc/byokflow-out': cannot write its lock")
+    with refused, output_lock("/proc/byokflow-out"):
+        pass

@@ -20,6 +20,7 @@ import pytest
 from tasks.store import merge
 from tasks.store.catalog import load_catalog
 from tasks.store.compaction import compact_outputs
+from tasks.store.journal import recover_journals
 from tasks.store.location import StoreLocation, store_location
 from tasks.store.merge import merge_small_files
 from tasks.store.record_store import read_records
@@ -30,6 +31,7 @@ from tests.tasks.store.records import errors, results
 SHARDS, ROWS = 3, 5
 NEXT_PASSES: dict[str, Callable[[StoreLocation], object]] = {
     "finish_retirement": finish_retirement,
+    "recover_journals": recover_journals,  # what the next run (and the Ctrl-C path) calls first
     "merge_small_files": lambda location: merge_small_files(location, file_rows=100),
     "compact_outputs": compact_outputs,
 }
