@@ -25,7 +25,7 @@ import time
 from collections import deque
 from typing import Any
 
-from tasks.limits.pacing import WINDOW_S, Pacer, request_pacer, token_pacer
+from tasks.limits.pacing import WINDOW_S, Pacer, drained, request_pacer, token_pacer
 
 # A lease covers this many seconds of the key's rate (at least one request) by default; a worker
 # sizes its leases to LEASE_RTTS round trips of its own (5–6 ms measured from a worker of a local
@@ -59,18 +59,18 @@ class _KeyPace:
         rpm = min(filter(None, (self.rpm, rpm)), default=None)
         tpm = min(filter(None, (self.tpm, tpm)), default=None)
         # The same buckets as one process's governor, so the cluster keeps the same promises; a new
-        # bucket starts empty (see `_drain`).
+        # bucket starts empty (see `drained`).
         now = time.monotonic()
         if rpm != self.rpm:
             self.rpm = rpm
             if rpm is None:
                 self.requests = None
             else:
-                self.requests = _drain(request_pacer(rpm, self._tat(self.requests), CLUSTER_HEADROOM), now)
+                self.requests = drained(request_pacer(rpm, self._tat(self.requests), CLUSTER_HEADROOM), now)
         if tpm != self.tpm:
             self.tpm = tpm
             fresh = token_pacer(tpm * (1 - CLUSTER_HEADROOM), self._tat(self.tokens)) if tpm else None
-            self.tokens = None if fresh is None else _drain(fresh, now)
+            self.tokens = None if fresh is None else drained(fresh, now)
 
     @staticmethod
     def _tat(pacer: Pacer | None) -> float:
@@ -81,17 +81,7 @@ class _KeyPace:
         self.paused_until = max(self.paused_until, until)
         for pacer in (self.requests, self.tokens):
             if pacer is not None:
-                _drain(pacer, self.paused_until)
-
-
-def _drain(pacer: Pacer, at: float) -> Pacer:
-    """Leave `pacer` empty at `at` at the latest: from then on sends go at its rate, not in a burst.
-
-    A key that was busy a moment ago (other runs, other clients, or the requests a pause held) has a
-    full provider window; a burst into it is what gets 429s, on every worker at once.
-    """
-    pacer.tat = max(pacer.tat, at + (pacer.burst - 1) * pacer.interval)
-    return pacer
+                drained(pacer, self.paused_until)
 
 
 class ClusterPacer:

@@ -33,6 +33,7 @@ from tasks.limits.pacing import (
     Charge,
     Pacer,
     TokenLog,
+    drained,
     int_header,
     merge_limits,
     parse_reset,
@@ -227,7 +228,10 @@ class RateGovernor:
         if not self._pace_rates:
             rpm = tpm = None
         if rpm:
-            self._rpm = request_pacer(rpm, self._rpm.tat if self._rpm else -math.inf)
+            if self._rpm is None:  # a new bucket starts empty: the key's window may be full already
+                self._rpm = drained(request_pacer(rpm), self._clock())
+            else:
+                self._rpm = request_pacer(rpm, self._rpm.tat)
         else:
             self._rpm = None
         if not tpm:

@@ -87,9 +87,18 @@ def request_pacer(rpm: int, tat: float = -math.inf, headroom: float = HEADROOM) 
     # n admissions in any half-open 60 s window satisfy n < burst + 60 / interval
     # = rpm·(1 − headroom) + 1, hence n ≤ rpm: the burst is paid for out of the rate.
     burst = max(1, math.floor(rpm * RPM_BURST_S / WINDOW_S))
-    # A new bucket starts full (`tat` is when it is full again), so a key that was busy a moment
-    # ago elsewhere gets one burst of `burst` requests into its provider window.
+    # Callers start a new bucket empty (`drained`): the key's provider window may be full already.
     return Pacer(rpm * (1 - headroom) - (burst - 1), burst, tat)
+
+
+def drained(pacer: Pacer, at: float) -> Pacer:
+    """Leave `pacer` empty at `at` at the latest: from then on sends go at its rate, not in a burst.
+
+    A key that was busy a moment ago (other runs, other clients, a scheduled job before this one,
+    or the requests a pause held) has a full provider window; a burst into it is what gets 429s.
+    """
+    pacer.tat = max(pacer.tat, at + (pacer.burst - 1) * pacer.interval)
+    return pacer
 
 
 def token_pacer(tpm: float, tat: float = -math.inf) -> Pacer:
