@@ -42,7 +42,10 @@ def _quiet_prefect() -> None:
 
     # One local Prefect server for every command (started on first use), not ~6 s of a new one each.
     use_shared_server(announce=lambda message: errors.print(message, highlight=False))
-    shield_temporary_server()  # Ctrl-C stops byokflow first; the server ends with byokflow
+    if not os.environ.get("PREFECT_API_URL"):
+        # Prefect will start a temporary server: Ctrl-C stops byokflow first, the server ends with
+        # it. With a server to talk to there is none, and importing Prefect's server (~2 s) is saved.
+        shield_temporary_server()
 
 
 def _fail(message: str, code: int = 2) -> typer.Exit:
@@ -82,7 +85,6 @@ def run(
     """Run a pipeline: exit 0 when it finished (provider errors are records), 2 on invalid input."""
     _quiet_prefect()
     from flows.pipeline import load_pipeline_spec
-    from flows.sandbox_mode import against_sandbox
 
     try:
         pipeline_spec = _with_out(_with_dask(load_pipeline_spec(spec), dask), out)
@@ -96,6 +98,8 @@ def run(
     if not use_sandbox:
         _run_with_display(pipeline_spec, output_dir, resume_hint, **options)
         return
+    from flows.sandbox_mode import against_sandbox  # the sandbox server's imports only when asked
+
     with against_sandbox(pipeline_spec) as sandboxed:
         console.print(f"sandbox gateway on {sandboxed.gateway.base_url}")
         _run_with_display(sandboxed, output_dir, resume_hint, **options)
