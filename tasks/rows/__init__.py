@@ -1,7 +1,8 @@
 """The row engine: one row of one (step, model) through named stages, testable without Prefect.
 
-    prepare   render the templates (`StepRenderer`), hash the request, look it up in the done
-              index: already done, cannot be sent (an error record), or a `Request`
+    prepare   render the templates (`StepRenderer`; plain ones without Jinja), hash the request
+              (`RequestHasher` from a plain template's texts), look it up in the done index:
+              already done, cannot be sent (an error record), or a `Request`
     send      budget reservation, the step's concurrency slot, the key's governor, retries
               (`call_with_retries`), the chat call, stream or runner loop (`run_loop`, local tools)
     record    the result or error record, structured-output validation, tokens and cost paid

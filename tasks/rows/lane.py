@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 from gateway import GatewayClient
 from schemas.prices import PriceTable
@@ -18,6 +18,7 @@ from tasks.limits.budget import BudgetGuard
 from tasks.limits.cluster import ClusterLease
 from tasks.limits.governor import RateGovernor
 from tasks.limits.slots import InFlightSlots
+from tasks.rows.fingerprint import RequestHasher
 from tasks.rows.local_tools import LocalTool
 from tasks.rows.render import StepRenderer
 from tasks.rows.structured import OutputValidator
@@ -71,6 +72,9 @@ class Lane:
     depends_on: list[str] = field(init=False)
     # The input columns the templates read (where an empty value means an empty prompt).
     columns: list[str] = field(init=False)
+    # Hashes a request from its template texts alone, when the renderer can give them (plain templates).
+    hasher: RequestHasher | None = field(init=False)
+    _runner: dict[str, Any] | None = field(init=False)
 
     def __post_init__(self) -> None:
         self.provider = self.step.provider_for(self.model)
@@ -78,3 +82,29 @@ class Lane:
         self.provider_model = credentials.provider_model if credentials else None
         self.depends_on = sorted(self.renderer.referenced_steps())
         self.columns = sorted(self.renderer.referenced_columns())
+        runner = self.step.runner
+        self._runner = runner.model_dump() if runner else None
+        self.hasher = None
+        if self.renderer.plain:
+            slots = len(self.renderer.roles)
+            try:
+                self.hasher = RequestHasher(
+                    self.definition_of_contents, slots, self.provider, self.provider_model
+                )
+            except ValueError:  # a definition that does not place each text once: hashed the long way
+                self.hasher = None
+
+    def body_of(self, messages: list[dict[str, Any]]) -> dict[str, Any]:
+        """The request body sent for these messages: model, messages, params, response format."""
+        body = self.renderer.body(messages, self.model)
+        if self.validator.response_format is not None:
+            body["response_format"] = self.validator.response_format
+        return body
+
+    def definition_of(self, body: dict[str, Any]) -> dict[str, Any]:
+        """What defines a request with this body, and so its record: never the key or the stream flag."""
+        return {**body, "runner": self._runner}
+
+    def definition_of_contents(self, contents: list[str]) -> dict[str, Any]:
+        """The definition of the request whose template texts are `contents`."""
+        return self.definition_of(self.body_of(self.renderer.messages_of(contents)))

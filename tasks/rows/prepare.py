@@ -1,5 +1,8 @@
 """The prepare stage: render a row's request, hash it, and look it up in what is already done.
 
+A row of plain templates (`tasks.rows.plain_template`) is hashed from its texts alone and its body
+is built only when it is to be sent: a resumed run checks most rows without Jinja or `json.dumps`.
+
 Nothing is sent here. A row ends in this stage when the run is stopping (no record), when an
 earlier step failed for it or its prompt is empty or does not render (an error record), or when
 the output directory already holds its request's record (skipped).
@@ -29,24 +32,33 @@ def prepare(lane: Lane, row_id: str, row: Mapping[str, Any], blank: bool) -> Req
     if blank:
         return _unsendable(lane, row_id, "empty_prompt", f"empty value in column(s) {lane.columns}")
     steps = {name: upstream[name].outputs[row_id] for name in lane.depends_on}
+    hasher = lane.hasher
+    contents = lane.renderer.contents(row, steps) if hasher is not None else None
+    if hasher is not None and contents is not None:
+        # Plain templates: the hash comes from the texts; a body is built only for a row to send.
+        digest = hasher.digest(row_id, contents)
+        return _done(lane, row_id, digest) or Request(
+            row_id, lane.body_of(lane.renderer.messages_of(contents)), digest
+        )
     try:
-        body = lane.renderer.body(lane.renderer.messages(row, steps), lane.model)
+        body = lane.body_of(lane.renderer.messages(row, steps))
     except TemplateError as exc:
         return _unsendable(lane, row_id, "template_error", str(exc))
     except Exception as exc:  # a template's own code failing on this row's values (`10 // n`)
         where = f"step {lane.step.name!r}"
         return _unsendable(lane, row_id, "template_error", f"{where}: {type(exc).__name__}: {exc}")
-    if lane.validator.response_format is not None:
-        body["response_format"] = lane.validator.response_format
-    # What defines the request, and so its record: never the key, never the stream flag.
-    runner = lane.step.runner
-    definition = {**body, "runner": runner.model_dump() if runner else None}
-    digest = request_hash(row_id, definition, lane.provider, lane.provider_model)
-    if lane.index.has_result(digest):
-        return RowOutcome.skipped(row_id, ok=True, view=lane.index.view(digest))
-    if lane.index.keeps_error(digest):
+    digest = request_hash(row_id, lane.definition_of(body), lane.provider, lane.provider_model)
+    return _done(lane, row_id, digest) or Request(row_id, body, digest)
+
+
+def _done(lane: Lane, row_id: str, digest: str) -> RowOutcome | None:
+    """The row's outcome when its exact request is already recorded (None: it is to be sent)."""
+    index = lane.index
+    if index.has_result(digest):
+        return RowOutcome.skipped(row_id, ok=True, view=index.view(digest))
+    if index.keeps_error(digest):
         return RowOutcome.skipped(row_id, ok=False)
-    return Request(row_id, body, digest)
+    return None
 
 
 def _unsendable(lane: Lane, row_id: str, error_type: str, message: str) -> RowOutcome:

@@ -8,6 +8,7 @@ as `steps.<name>`. `steps` and `row` are reserved: a column of that name is read
 from __future__ import annotations
 
 from collections.abc import Mapping
+from functools import lru_cache
 from typing import Any
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta, nodes
@@ -15,6 +16,7 @@ from jinja2.sandbox import SandboxedEnvironment, SecurityError
 
 from schemas.spec import StepSpec
 from tasks.errors import TemplateError
+from tasks.rows.plain_template import PlainTemplate
 
 _ENV = SandboxedEnvironment(undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True)
 _ROLES = {"developer", "system", "user", "assistant", "tool"}
@@ -30,12 +32,23 @@ class StepRenderer:
         self._sources = _template_sources(step)
         self._templates = {where: _compile(step.name, where, src) for where, src in self._sources}
         self._params = step.params.model_dump(exclude_none=True)
+        self.roles = [_role_of(step, where) for where, _ in self._sources]
+        # Filled in without Jinja when every template is plain (`tasks.rows.plain_template`).
+        plain = [PlainTemplate.of(_parse(source)) for _, source in self._sources]
+        self._plain: list[PlainTemplate] | None = None
+        if not step.messages_column and all(p is not None for p in plain):
+            self._plain = [p for p in plain if p is not None]
+
+    @property
+    def plain(self) -> bool:
+        """Whether every row is first tried without Jinja (`contents` can answer)."""
+        return self._plain is not None
 
     def referenced_columns(self) -> set[str]:
         """Input columns the templates (or `messages_column`) read."""
         names: set[str] = set()
         for _, source in self._sources:
-            names |= meta.find_undeclared_variables(_ENV.parse(source)) - RESERVED_NAMES.keys()
+            names |= meta.find_undeclared_variables(_parse(source)) - RESERVED_NAMES.keys()
         names |= {key for key in self.namespace_reads("row") if key is not None}
         if self.step.messages_column:
             names.add(self.step.messages_column)
@@ -49,7 +62,7 @@ class StepRenderer:
         """What the templates read from the reserved `name`: `name.<key>` keys, None for any other use."""
         found: list[str | None] = []
         for _, source in self._sources:
-            tree, keyed = _ENV.parse(source), set()
+            tree, keyed = _parse(source), set()
             for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
                 assert isinstance(node, nodes.Getattr | nodes.Getitem)
                 target = node.node
@@ -69,6 +82,9 @@ class StepRenderer:
         """The chat messages for `row`; raises TemplateError naming the step and template."""
         if self.step.messages_column:
             return _messages_from_column(self.step, row)
+        contents = self.contents(row, steps)
+        if contents is not None:
+            return self.messages_of(contents)
         context = {**row, "steps": steps or {}, "row": row}
         rendered: list[dict[str, Any]] = []
         for where, template in self._templates.items():
@@ -78,6 +94,22 @@ class StepRenderer:
                 raise TemplateError(f"step {self.step.name!r}, {where}: {exc}") from None
             rendered.append({"role": _role_of(self.step, where), "content": content})
         return rendered
+
+    def contents(self, row: Mapping[str, Any], steps: Mapping[str, Any] | None = None) -> list[str] | None:
+        """Each template's text for `row` without Jinja, or None when Jinja must render the row."""
+        if self._plain is None:
+            return None
+        texts = []
+        for template in self._plain:
+            text = template.fill(row, steps or {})
+            if text is None:
+                return None
+            texts.append(text)
+        return texts
+
+    def messages_of(self, contents: list[str]) -> list[dict[str, Any]]:
+        """The chat messages of these template texts (as `contents` gave them)."""
+        return [{"role": role, "content": text} for role, text in zip(self.roles, contents, strict=True)]
 
     def body(self, messages: list[dict[str, Any]], model: str) -> dict[str, Any]:
         """The request body for these messages: model, messages and the step's params."""
@@ -105,6 +137,14 @@ def _role_of(step: StepSpec, where: str) -> str:
     return step.messages[index].role
 
 
+# Each shard task builds its step's renderer: a template is compiled (and parsed) once per process.
+@lru_cache(maxsize=256)
+def _parse(source: str) -> nodes.Template:
+    """The parsed tree of a template (read, never changed, by whoever asks)."""
+    return _ENV.parse(source)
+
+
+@lru_cache(maxsize=256)
 def _compile(step_name: str, where: str, source: str) -> Any:
     try:
         return _ENV.from_string(source)
