@@ -34,7 +34,7 @@ from tasks.rows.tally import StepShardOutcome
 from tasks.run.context import RunContext, RunPlan
 from tasks.run.control import RunControl
 from tasks.run.open_files import ensure_open_files
-from tasks.shard_task import run_step_shard
+from tasks.shard_task import run_step_shard, settled_shard
 from tasks.store.catalog import load_catalog
 from tasks.store.compaction import compact_outputs, mark_compacted
 from tasks.store.journal import recover_journals
@@ -42,6 +42,9 @@ from tasks.store.location import StoreLocation, local_output_dir, output_path, s
 from tasks.store.merge import merge_small_files
 from tasks.store.output_lock import output_lock
 from tasks.store.ownership import check_owner, owner_of
+
+# How often the run's progress artifact in Prefect's UI is brought up to date, at most.
+PROGRESS_EVERY_S = 1.0
 
 
 @flow(name="byokflow-pipeline", log_prints=False)
@@ -205,6 +208,7 @@ async def _run_shards(
     in_flight = max(2, math.ceil(concurrency / spec.shard_size) + 1, context.plan.processes + 1)
     outcomes: list[StepShardOutcome] = []
     running: set[asyncio.Task[list[StepShardOutcome]]] = set()
+    updated = time.monotonic()
     try:
         shards = iter_shards(checked.dataset, checked.columns, spec.shard_size, limit)
         for index, rows in enumerate(shards):
@@ -213,7 +217,11 @@ async def _run_shards(
             if len(running) >= in_flight:
                 done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
                 outcomes.extend(_collect(done))
-                await progress.update()
+                # An API call to Prefect's server: once a second, not once per shard (a resumed
+                # run settles hundreds of shards a second, and the next shard waits for the call).
+                if time.monotonic() - updated >= PROGRESS_EVERY_S:
+                    await progress.update()
+                    updated = time.monotonic()
             running.add(asyncio.ensure_future(_run_shard_steps(checked, context, index, rows)))
         if running:
             done, _ = await asyncio.wait(running)
@@ -242,6 +250,10 @@ async def _run_shard_steps(
     async def run_step(name: str) -> StepShardOutcome:
         upstream = {dep: await started[dep] for dep in sorted(checked.depends_on[name])}
         step, keep = checked.spec.step(name), checked.has_dependents(name)
+        # Every row's request already recorded (a resumed run): counted here, no task run at all.
+        settled = await settled_shard(rows, step, context, index, upstream, keep_outputs=keep)
+        if settled is not None:
+            return settled
         if checked.spec.dask is None:
             # Quoted: Prefect would otherwise visit every value of every row the upstream outcomes
             # keep for this step (~20 objects a row: 40 % of a rerun's time went there).

@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import pytest
 
 from flows.pipeline import pipeline
@@ -143,3 +147,82 @@ async def test_a_second_run_on_a_busy_output_directory_is_refused(
     assert clean_sandbox.stats()["requests"] == 0
     await pipeline(spec)  # the lock is released: the next run goes ahead
     assert len(read(tmp_path / "out", "results")) == 1
+
+
+def count_task_runs(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, int]]:
+    """(step, shard) of every shard task the flow starts from now on."""
+    import flows.pipeline
+
+    started: list[tuple[str, int]] = []
+    task = flows.pipeline.run_step_shard
+
+    async def counted(
+        rows: Any, step: Any, run: Any, index: int, upstream: Any, keep_outputs: bool = False
+    ) -> Any:
+        started.append((step.name, index))
+        return await task(rows, step, run, index, upstream, keep_outputs=keep_outputs)
+
+    monkeypatch.setattr(flows.pipeline, "run_step_shard", counted)
+    return started
+
+
+def tamper_output(out: Path, row_id: str, step_name: str, output: str) -> None:
+    """Change what the store holds as `step_name`'s output of `row_id` (its request hash stays)."""
+    for path in (out / "results").glob("*.parquet"):
+        table = pq.read_table(path)
+        mask = pc.and_(pc.equal(table["row_id"], row_id), pc.equal(table["step"], step_name))
+        changed = pc.if_else(mask, pa.scalar(output), table["output"])
+        column = table.schema.get_field_index("output")
+        pq.write_table(table.set_column(column, table.schema.field("output"), changed), path)
+
+
+async def test_a_rerun_with_nothing_to_send_starts_no_task_run(
+    tmp_path: Path, clean_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_prompts(tmp_path / "prompts.parquet", [f"q {i}" for i in range(10)])
+    spec = make_spec(tmp_path, clean_sandbox.url, chain(), shard_size=4)
+    await pipeline(spec)
+    clean_sandbox.reset()
+    started = count_task_runs(monkeypatch)
+    summary = await pipeline(spec)
+    assert started == [] and clean_sandbox.stats()["requests"] == 0
+    assert [(s.skipped, s.ok) for s in summary.steps] == [(10, 0), (10, 0)]
+
+
+async def test_a_changed_upstream_output_sends_exactly_that_row_s_downstream_request(
+    tmp_path: Path, clean_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    write_prompts(tmp_path / "prompts.parquet", [f"q {i}" for i in range(10)])
+    spec = make_spec(tmp_path, clean_sandbox.url, chain(), shard_size=4)
+    await pipeline(spec)
+    tamper_output(tmp_path / "out", "r00005", "draft", "a different draft")
+    clean_sandbox.reset()
+    started = count_task_runs(monkeypatch)
+    summary = await pipeline(spec)
+    # The draft's request is unchanged (skipped); the review of that row reads another output.
+    assert clean_sandbox.stats()["by_model"] == {REVIEWER: 1}
+    assert started == [("review", 1)]  # r00005 is in the second shard; every other shard settled
+    assert [(s.skipped, s.ok) for s in summary.steps] == [(10, 0), (9, 1)]
+    records = one_per_row_and_step(tmp_path / "out")
+    assert len(records) == 20 and set(records.values()) == {"results"}
+    review = next(
+        r for r in read(tmp_path / "out", "results") if (r["row_id"], r["step"]) == ("r00005", "review")
+    )
+    assert "a different draft" in review["output"]
+
+
+async def test_a_changed_prompt_sends_that_row_s_requests_only(
+    tmp_path: Path, clean_sandbox: SandboxServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    questions = [f"q {i}" for i in range(10)]
+    write_prompts(tmp_path / "prompts.parquet", questions)
+    spec = make_spec(tmp_path, clean_sandbox.url, chain(), shard_size=4)
+    await pipeline(spec)
+    questions[9] = "q 9, asked another way"
+    write_prompts(tmp_path / "prompts.parquet", questions)
+    clean_sandbox.reset()
+    started = count_task_runs(monkeypatch)
+    await pipeline(spec)
+    assert clean_sandbox.stats()["by_model"] == {"openai/gpt-4o-mini": 1, REVIEWER: 1}
+    assert started == [("draft", 2), ("review", 2)]
+    assert len(one_per_row_and_step(tmp_path / "out")) == 20
