@@ -61,9 +61,8 @@ class DoneIndex:
 def add_records(index: DoneIndex, results: pa.Table, errors: pa.Table, with_views: bool) -> None:
     """Add records written outside the catalog this run read (a dead attempt's journal) to `index`."""
     hashes = results.column("request_hash").to_pylist()
-    views = results.select(list(VIEW_FIELDS)).to_pylist() if with_views else [None] * len(hashes)
-    for digest, view in zip(hashes, views, strict=True):
-        index.results[digest] = None if view is None else step_view(view)
+    views = _views(results) if with_views else [None] * len(hashes)
+    index.results.update(zip(hashes, views, strict=True))
     error_hashes = errors.column("request_hash").to_pylist()
     index.errors.update(zip(error_hashes, errors.column("error_type").to_pylist(), strict=True))
 
@@ -80,13 +79,20 @@ def shard_done_index(
     columns = ["request_hash", *VIEW_FIELDS] if with_views else ["request_hash"]
     results = catalog.read_rows("results", row_ids, step, columns)
     hashes = results.column("request_hash").to_pylist()
-    index.results = dict.fromkeys(hashes)
-    if with_views:
-        views = results.select(list(VIEW_FIELDS)).to_pylist()
-        for digest, view in zip(hashes, views, strict=True):
-            index.results[digest] = step_view(view)
+    index.results = dict(zip(hashes, _views(results), strict=True)) if with_views else dict.fromkeys(hashes)
     errors = catalog.read_rows("errors", row_ids, step, ["request_hash", "error_type"])
     index.errors = dict(
         zip(errors.column("request_hash").to_pylist(), errors.column("error_type").to_pylist(), strict=True)
     )
     return index
+
+
+def _views(results: pa.Table) -> list[dict[str, Any] | None]:
+    """Each result's `step_view`, built column by column (a row-wise `to_pylist` costs ~2 × more)."""
+    columns = [results.column(name).to_pylist() for name in VIEW_FIELDS]
+    views: list[dict[str, Any] | None] = []
+    for values in zip(*columns, strict=True):
+        view = dict(zip(VIEW_FIELDS, values, strict=True))
+        # A view of every field is its own step_view, but for `parsed` stored as JSON text.
+        views.append(step_view(view) if isinstance(view["parsed"], str) else view)
+    return views
