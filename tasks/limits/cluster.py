@@ -28,16 +28,19 @@ from typing import Any
 from tasks.limits.pacing import WINDOW_S, Pacer, drained, request_pacer, token_pacer
 
 # A lease covers this many seconds of the key's rate (at least one request) by default; a worker
-# sizes its leases to LEASE_RTTS round trips of its own (5–6 ms measured from a worker of a local
-# cluster on the loaded 2-core machine), within [LEASE_S, MAX_LEASE_S]: long enough that the round
-# trip is a small part of it, short enough that a pause elsewhere leaks few sends.
+# sizes its leases to LEASE_RTTS round trips of its own (5–60 ms measured from a worker of a local
+# cluster on the 2-core machine, quiet to loaded), within [LEASE_S, MAX_LEASE_S]: long enough that
+# the round trip is a small part of it, short enough that a pause reported elsewhere leaks few sends
+# (each worker learns of it with its next lease; 0.5 s leases leaked ~50 sends per worker into the
+# full window a 429 announces, and those drew more 429s). A short lease costs no rate: the
+# pacer's GCRA lets a late lease catch up on the slots its round trip missed, within the burst.
 LEASE_S = 0.05
-MAX_LEASE_S = 0.5
+MAX_LEASE_S = 0.1
 LEASE_RTTS = 10
 # Fraction of each limit held back, more than one process's 1 %: the send times are kept by several
 # processes' event loops, a lease's round trip apart, so they reach the provider with more jitter
 # than one process's; against a full provider window that jitter is what turns into 429s.
-CLUSTER_HEADROOM = 0.03
+CLUSTER_HEADROOM = 0.02
 # A key no worker knows a limit for is asked about again after this long (not per request).
 UNPACED_RECHECK_S = 1.0
 # A lease that takes longer than this means the pacer is gone.
@@ -166,6 +169,10 @@ class ClusterLease:
             if grant is not None:
                 if grant > now:
                     await asyncio.sleep(grant - now)
+                with self._lock:
+                    paused = time.monotonic() < self._paused_until
+                if paused:  # paused while this grant was waited for: its send would go into the pause
+                    continue
                 return 0.0
             if unpaced:  # no rate limit known anywhere (or no pacer): nothing to space
                 return max(0.0, self._paused_until - now)

@@ -61,22 +61,25 @@ _HEADERS = tuple(
 )
 
 
-def key_id(key: str) -> str:
-    """A per-process id for a key: HMAC-SHA256 with a random secret, hex[:16]; not reversible."""
-    return hmac.new(_SECRET, key.encode(), hashlib.sha256).hexdigest()[:16]
+def key_id(key: str, secret: bytes = _SECRET) -> str:
+    """An id for a key: HMAC-SHA256 with a random secret (by default the process's), hex[:16]."""
+    return hmac.new(secret, key.encode(), hashlib.sha256).hexdigest()[:16]
 
 
 class GovernorRegistry:
     """The governors of the keys a process uses, one per key, found by an HMAC of the key."""
 
-    def __init__(self, *, pace_rates: bool = True) -> None:
+    def __init__(self, *, pace_rates: bool = True, secret: bytes = _SECRET) -> None:
         self._governors: dict[str, RateGovernor] = {}
         self._lock = threading.Lock()
         self._pace_rates = pace_rates
+        # On Dask workers, the run's secret: every worker names a key the same way, so the cluster's
+        # pacer sees one key, not one per worker each paced to the whole limit.
+        self._secret = secret
 
     def governor_for(self, key: str, limits: RateLimits | None = None) -> RateGovernor:
         """The governor of `key`; a later caller's limits merge in (tighter wins)."""
-        kid, limits = key_id(key), limits or RateLimits()
+        kid, limits = key_id(key, self._secret), limits or RateLimits()
         with self._lock:
             governor = self._governors.get(kid)
             if governor is None:

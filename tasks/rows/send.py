@@ -92,10 +92,13 @@ async def _governed(lane: Lane, body: dict[str, Any], idempotency_key: str, dead
     """One attempt, admitted by the key's rate governor (by `deadline` at the latest) and reported back."""
     governor, window, lease = lane.pool.governor, lane.pool.slots.window, lane.pool.lease
     tokens = expected_tokens(body)
-    if lease is not None:  # on a Dask worker: the key's next cluster-wide send time first
-        await lease.admit(tokens, *governor.known_rates())
     within = deadline - time.monotonic()
     async with governor.slot(estimated_tokens=tokens, within=within) as permit:
+        if lease is not None:
+            # On a Dask worker, the key's next cluster-wide send time, drawn once this process's
+            # governor has let the request through (a pause here included): a send time drawn
+            # before a pause would fire with every other held one the moment the pause ends.
+            await lease.admit(tokens, *governor.known_rates())
         # The window counts the call from here: a row waiting for the governor is not in flight at
         # the gateway, and its wait is pacing, not congestion.
         call = _Observed(window)

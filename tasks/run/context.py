@@ -11,8 +11,9 @@ whoever sends them.
 
 from __future__ import annotations
 
+import secrets
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from schemas.prices import PriceTable, load_prices
@@ -48,6 +49,9 @@ class RunPlan:
     output_options: StorageOptions | None = None
     flush_records: int = 1000
     flush_seconds: float = 60.0
+    # The run's secret for naming keys on Dask workers (HMAC; not a key, and no key can be read back
+    # from it): the same key is the same key on every worker.
+    key_secret: str = field(default_factory=lambda: secrets.token_hex(16))
 
 
 class RunContext:

@@ -34,7 +34,7 @@ class RunWorkerPlugin(WorkerPlugin):
         """Build the worker's context (its done index is read by the first shard task)."""
         # The cluster's pacer spaces every key's requests; this process's governors only bound
         # concurrency and honour pauses, so idle workers leave the whole rate to busy ones.
-        governors = GovernorRegistry(pace_rates=False)
+        governors = GovernorRegistry(pace_rates=False, secret=bytes.fromhex(self.plan.key_secret))
         self.context = RunContext(self.plan, governors=governors, pacer=self.pacer)
 
     def teardown(self, worker: Any) -> None:

@@ -62,7 +62,7 @@ async def test_a_key_limit_holds_across_workers_that_share_its_pace(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(GATEWAY_ENV, SANDBOX_GATEWAY_KEY)
-    rpm = 1200
+    rpm = 1200  # 20 requests/s
     config = SandboxConfig(gateway_keys=[SANDBOX_GATEWAY_KEY], limits={"rpm": rpm}, latency={"fixed_ms": 20})
     write_prompts(tmp_path / "prompts.parquet", [f"paced row {i}" for i in range(240)])
     with SandboxServer(config) as server:
@@ -78,8 +78,13 @@ async def test_a_key_limit_holds_across_workers_that_share_its_pace(
         # As the CLI calls it: with the caller's control (which must travel to the workers).
         summary = await pipeline_for(spec)(spec, control=RunControl())
         stats = server.stats()
+        arrivals = sorted(e["t"] for entries in server.arrivals().values() for e in entries)
     assert summary.steps[0].ok == 240 and len(read(tmp_path / "out", "results")) == 240
     assert stats["requests"] == 240 and stats["rate_limited"] == 0
+    # The two busy workers together keep to the key's 20/s: in any 4 s of arrivals at most 4 s of
+    # the rate, plus a lease's worth of jitter (two workers each pacing to the whole rate: ~160).
+    busiest = max(sum(1 for t in arrivals[i:] if t < start + 4.0) for i, start in enumerate(arrivals))
+    assert busiest <= 4.0 * rpm / 60 + 10, f"{busiest} requests in 4 s against a limit of {rpm} rpm"
 
 
 def _worker_pids() -> list[int]:

@@ -155,10 +155,23 @@ async def test_a_lost_pacer_leaves_each_worker_to_its_own_governor() -> None:
 def test_a_slow_round_trip_gets_longer_leases() -> None:
     class Slow(_LocalPacer):
         def lease(self, *args: Any) -> _Done:
-            time.sleep(0.03)  # a 30 ms round trip to the pacer
+            time.sleep(0.008)  # an 8 ms round trip to the pacer
             return super().lease(*args)
 
     lease = ClusterLease(Slow(), "key")
     sizes = [len(lease._lease(10, 6000, None)[0]) for _ in range(4)]
-    # First 0.05 s of a 100/s rate (5 sends), then ten round trips' worth (~30).
-    assert sizes[0] == 5 and sizes[-1] >= 25
+    # First 0.05 s of a 100/s rate (5 sends), then ten round trips' worth (~8), at most 0.1 s (10).
+    assert sizes[0] == 5 and 7 <= sizes[-1] <= 10
+
+
+async def test_a_grant_waited_for_during_a_pause_is_not_used_when_it_comes() -> None:
+    pacer = _LocalPacer()
+    lease = ClusterLease(pacer, "key")
+    await lease.admit(10, 600, None)  # 10/s: the next grants are 100 ms apart
+    waiting = asyncio.ensure_future(lease.admit(10, 600, None))
+    await asyncio.sleep(0.02)
+    lease.pause(0.3)  # a 429 here while that request waits for its send time
+    started = time.monotonic()
+    await waiting
+    # Not at its old send time (~0.1 s): after the pause, at the key's rate.
+    assert time.monotonic() - started >= 0.25

@@ -469,3 +469,13 @@ async def test_an_unconfigured_key_never_caps_what_auto_concurrency_keeps_in_fli
     assert gov.snapshot()["in_flight"] == 5000
     for permit in permits:
         await permit.__aexit__(None, None, None)
+
+
+def test_registries_that_share_a_run_secret_name_a_key_alike_and_no_others_do() -> None:
+    secret = bytes.fromhex("00" * 16)
+    first, second = GovernorRegistry(secret=secret), GovernorRegistry(secret=secret)
+    # Two Dask workers of one run: the cluster's pacer must see one key, not one per worker.
+    assert first.governor_for("sk-one").key_id == second.governor_for("sk-one").key_id
+    assert first.governor_for("sk-one").key_id != first.governor_for("sk-two").key_id
+    assert GovernorRegistry().governor_for("sk-one").key_id != first.governor_for("sk-one").key_id
+    assert "sk-one" not in first.governor_for("sk-one").key_id
