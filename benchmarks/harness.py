@@ -346,13 +346,19 @@ def prefect_home() -> Path:
 
 
 def run_byokflow(
-    spec: Path, workdir: Path, *args: str, out: Path | None = None, timeout: float = 3600, **env: str
+    spec: Path,
+    workdir: Path,
+    *args: str,
+    out: Path | None = None,
+    timeout: float = 3600,
+    home: Path | None = None,
+    **env: str,
 ) -> FlowRun:
-    """`byokflow run spec [args]` in a child process on the private PREFECT_HOME (ephemeral server)."""
+    """`byokflow run spec [args]` in a child process on `home` (default: the private PREFECT_HOME)."""
     command = [sys.executable, "-c", "from flows.cli import main; main()", "run", str(spec), *args]
     if out is not None:
         command += ["--out", str(out)]
-    child = run_child(command, child_env(prefect_home(), **env), workdir, timeout)
+    child = run_child(command, child_env(home or prefect_home(), **env), workdir, timeout)
     manifest_path = (out or spec.parent / "out") / "manifest.json"
     elapsed = records = ok = None
     errors: dict[str, int] = {}
