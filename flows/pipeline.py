@@ -1,7 +1,9 @@
 """The pipeline flow: shards of the input fan out to step tasks; records land in Parquet parts.
 
 Steps of a shard run as soon as the steps they read have finished on that shard, so there is no
-barrier between steps across the dataset. At most a few shards are in memory at once.
+barrier between steps across the dataset. At most a few shards are in memory at once. A step's
+shard whose every request is already recorded (most of a resumed run) is counted by the flow
+without a task run (`settled_shard`); the progress artifact shows it.
 """
 
 from __future__ import annotations
