@@ -24,7 +24,6 @@ from tasks.errors import OutputBusyError
 from tasks.store.location import StoreLocation, store_location
 from tasks.store.output_lock import output_lock
 from tasks.store.retired import finish_retirement
-from tasks.store.write_part import remove_temporaries
 
 _RESULT_NAMES = tuple(f.name for f in fields(ResultRecord))
 _ERROR_NAMES = tuple(f.name for f in fields(ErrorRecord))
@@ -69,8 +68,7 @@ def recover_journals(output: str | StoreLocation) -> int:
     journal is taken over.
     """
     location = store_location(output)
-    if location.local and Path(location.root).is_dir():
-        remove_temporaries(location.root)
+    location.remove_temporaries()
     finish_retirement(location)  # a merge killed after its switch: its hidden sources go now
     directory = location.journal_dir
     if not directory.is_dir():

@@ -28,7 +28,7 @@ import pyarrow.parquet as pq
 
 from schemas.spec import StorageOptions
 from tasks.errors import PipelineError
-from tasks.store.write_part import write_json_atomically, write_part
+from tasks.store.write_part import remove_temporaries, write_json_atomically, write_part
 
 JOURNAL_DIR = "journal"
 _OBJECT_STORES = ("s3",)
@@ -63,13 +63,17 @@ def s3_filesystem(options: StorageOptions | None) -> pafs.S3FileSystem:
 
     Credentials are never given here: the AWS SDK finds them (environment, profiles, roles).
     """
-    endpoint = options.endpoint_url if options else None
-    endpoint = endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
     return pafs.S3FileSystem(
-        endpoint_override=endpoint,
+        endpoint_override=_endpoint(options),
         region=options.region if options else None,
         anonymous=options.anonymous if options else False,
     )
+
+
+def _endpoint(options: StorageOptions | None) -> str | None:
+    """The S3 endpoint: the spec's, else the environment's (as the AWS SDKs read it), else AWS."""
+    configured = options.endpoint_url if options else None
+    return configured or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
 
 
 def state_dir() -> Path:
@@ -105,7 +109,9 @@ class StoreLocation:
         """
         if self.local:
             return Path(self.root) / JOURNAL_DIR
-        digest = hashlib.sha256(self.name.rstrip("/").encode()).hexdigest()[:16]
+        # The endpoint too: `s3://x/out` on MinIO and on AWS are two outputs.
+        where = f"{_endpoint(self.options) or ''}|{self.name.rstrip('/')}"
+        digest = hashlib.sha256(where.encode()).hexdigest()[:16]
         return state_dir() / "journals" / digest
 
     @property
@@ -134,8 +140,22 @@ class StoreLocation:
         if self.local:
             return str(write_part(table, self.path(kind), name))
         final = self.path(kind, name)
-        pq.write_table(table, final, filesystem=self.fs, compression="zstd")  # one PUT: whole or absent
+        # One upload of a table already in memory: a failed or killed upload leaves no object.
+        pq.write_table(table, final, filesystem=self.fs, compression="zstd")
         return final
+
+    def remove_temporaries(self) -> int:
+        """Remove the hidden temporary files of interrupted writes (under the output lock only)."""
+        if self.local:
+            return remove_temporaries(self.root) if Path(self.root).is_dir() else 0
+        removed = 0
+        for kind in ("results", "errors"):
+            selector = pafs.FileSelector(self.path(kind), allow_not_found=True)
+            for info in self.fs.get_file_info(selector):
+                if info.base_name.startswith(".") and info.base_name.endswith(".tmp"):
+                    self.delete(info.path)
+                    removed += 1
+        return removed
 
     def delete(self, path: str) -> None:
         """Remove a file (gone already is fine)."""
@@ -143,12 +163,19 @@ class StoreLocation:
             self.fs.delete_file(path)
 
     def read_text(self, name: str) -> str | None:
-        """The text of a small file under the root (None when absent)."""
+        """The text of a small file under the root (None when absent; an error when unreadable)."""
+        path = self.path(name)
         try:
-            with self.fs.open_input_stream(self.path(name)) as stream:
+            with self.fs.open_input_stream(path) as stream:
                 return bytes(stream.read()).decode("utf-8")
-        except (FileNotFoundError, OSError):
+        except FileNotFoundError:
             return None
+        except OSError as exc:
+            # Absent, said another way by some filesystems; anything else (access denied, the store
+            # down) must not read as "no manifest": a run would take over another pipeline's output.
+            if self.fs.get_file_info(path).type == pafs.FileType.NotFound:
+                return None
+            raise OutputLocationError(f"output {self.name!r}: cannot read {name} ({exc})") from None
 
     def write_text(self, name: str, text: str) -> None:
         """Replace a small file under the root in one step."""

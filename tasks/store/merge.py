@@ -72,8 +72,11 @@ def _merge(location: StoreLocation, kind: RecordKind, sources: list[RecordFile])
 
 def _write(location: StoreLocation, kind: RecordKind, final: str, sources: list[RecordFile]) -> None:
     """Write the merged file at `final`, complete or not at all."""
-    # On disk a hidden name renamed into place; on an object store the upload is whole or absent.
-    temporary = location.path(kind, f".{final.rsplit('/', 1)[-1]}.tmp") if location.local else final
+    # Always under a hidden name first, moved into place when complete: on disk a rename; on an
+    # object store a server-side copy, which creates the object whole. Writing to `final` directly
+    # would not do there: an error while the sources are read still completes the upload (the
+    # writer's exit closes the stream), and a partial merged file would retire all its sources.
+    temporary = location.path(kind, f".{final.rsplit('/', 1)[-1]}.tmp")
     schema = RECORD_SCHEMAS[kind]
     try:
         with (
@@ -84,8 +87,6 @@ def _write(location: StoreLocation, kind: RecordKind, final: str, sources: list[
                 table = pq.read_table(source.path, schema=schema, filesystem=location.fs)
                 # Each source becomes its own row groups, sorted: their row-id ranges stay narrow.
                 writer.write_table(table.sort_by([("row_id", "ascending"), ("step", "ascending")]))
-        if temporary != final:
-            location.fs.move(temporary, final)
+        location.fs.move(temporary, final)
     finally:
-        if temporary != final:
-            location.delete(temporary)
+        location.delete(temporary)

@@ -174,3 +174,34 @@ def test_an_intent_hides_only_the_files_of_its_own_kind(tmp_path: Path) -> None:
     assert finish_retirement(location) == 1
     assert names(location, "errors") == ["merged-x.parquet"]
     assert "part-run-draft-00000.parquet" in names(location, "results")
+
+
+@pytest.mark.parametrize("where", ["local", "s3"])
+def test_a_merge_whose_source_read_fails_loses_no_record(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, request: pytest.FixtureRequest, where: str
+) -> None:
+    if where == "s3":
+        s3: S3Server = request.getfixturevalue("s3_server")
+        location = store_location(s3.uri(f"outputs/{uuid.uuid4().hex[:8]}"))
+    else:
+        location = store_location(tmp_path)
+    keys = parts(location)
+    read_table, reads = merge.pq.read_table, []
+
+    def failing(*args: object, **kwargs: object) -> pa.Table:
+        reads.append(args)
+        if len(reads) == 2:  # a transient error reading the second source, mid-merge
+            raise OSError("When reading information for key 'results/part-…': AWS Error SLOW_DOWN")
+        return read_table(*args, **kwargs)
+
+    monkeypatch.setattr(merge.pq, "read_table", failing)
+    with pytest.raises(OSError, match="SLOW_DOWN"):
+        merge_small_files(location, file_rows=100)
+    monkeypatch.undo()
+    # No partial merged file stands in for the sources: every record is still there, once.
+    assert seen_by_readers(location) == (keys, len(keys) + 1)
+    finish_retirement(location)
+    assert seen_by_readers(location) == (keys, len(keys) + 1)
+    assert not [name for name in names(location, "results") if name.startswith("merged-")]
+    assert merge_small_files(location, file_rows=100) == 6
+    assert seen_by_readers(location) == (keys, len(keys) + 1)
