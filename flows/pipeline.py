@@ -80,7 +80,7 @@ async def pipeline(
     run_id = str(flow_run.get_id() or uuid.uuid4())
     retry_types = frozenset(error_types or ()) if retry_errors else None
     location = store_location(spec.output.path, spec.output.storage_options)
-    with output_lock(location):
+    with output_lock(location) as lock:
         check_owner(spec, continues, location)  # before anything in the directory is touched
         context = _start_run(checked, location, run_id, retry_types, limit, control or RunControl())
         started = time.monotonic()
@@ -94,6 +94,7 @@ async def pipeline(
                 outcomes = await _run_shards(checked, context, limit, progress)
         finally:
             gc.unfreeze()
+        lock.check()  # a lease lost during the run: compacting now could lose another run's records
         return await _finish_run(checked, context, outcomes, time.monotonic() - started, limit)
 
 

@@ -18,12 +18,17 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 from tasks.errors import OutputBusyError, PipelineError
+from tasks.store.location import OutputLocationError
 
 LEASE_NAME = ".byokflow.lease"
 TTL_S = 60.0
+# A lease that could not be renewed this close to its expiry (a sixth of its ttl: 10 s of 60 s)
+# counts as lost: another run may take it over at expiry, and clocks differ.
+RENEW_MARGIN = 1 / 6
 
 
 class LeaseLostError(PipelineError):
@@ -37,6 +42,17 @@ class S3Lease:
         self.client, self.bucket, self.ttl_s = client, bucket, ttl_s
         self.key = f"{prefix.strip('/')}/{LEASE_NAME}".lstrip("/")
         self.etag: str | None = None
+        self.expires = 0.0  # when the lease last written by this run runs out (wall clock)
+        # Set when renewing failed for good: the run must not compact, merge or write its manifest.
+        self.lost = threading.Event()
+
+    def check(self) -> None:
+        """Raise LeaseLostError if this run no longer holds the lease."""
+        if self.lost.is_set():
+            raise LeaseLostError(
+                f"output lease {self.where!r} was lost (not renewed in time, or taken over): this run "
+                "stops before compacting; its parts are kept, and the next run picks them up"
+            )
 
     @property
     def where(self) -> str:
@@ -67,13 +83,17 @@ class S3Lease:
 
     def release(self) -> None:
         """Give the lease up (only if it is still this run's)."""
-        holder, etag = self._read()
-        if etag is not None and etag == self.etag and holder is not None:
-            self.client.delete_object(Bucket=self.bucket, Key=self.key)
+        try:
+            holder, etag = self._read()
+            if etag is not None and etag == self.etag and holder is not None:
+                self.client.delete_object(Bucket=self.bucket, Key=self.key)
+        except Exception:  # the store unreachable at the very end: the lease expires on its own
+            pass
         self.etag = None
 
     def _put(self, **condition: str) -> bool:
-        body = {"host": socket.gethostname(), "pid": os.getpid(), "expires": time.time() + self.ttl_s}
+        expires = time.time() + self.ttl_s
+        body = {**_identity(), "expires": expires}
         try:
             answer = self.client.put_object(
                 Bucket=self.bucket, Key=self.key, Body=json.dumps(body).encode(), **condition
@@ -84,8 +104,10 @@ class S3Lease:
                 "ConditionalRequestConflict",
             ):
                 return False
-            raise
-        self.etag = answer["ETag"]
+            raise OutputLocationError(f"output lease {self.where!r}: cannot write it ({exc})") from None
+        except Exception as exc:  # botocore's own errors: no credentials, endpoint unreachable, ...
+            raise OutputLocationError(f"output lease {self.where!r}: cannot write it ({exc})") from None
+        self.etag, self.expires = answer["ETag"], expires
         return True
 
     def _read(self) -> tuple[dict[str, Any] | None, str | None]:
@@ -93,6 +115,8 @@ class S3Lease:
             answer = self.client.get_object(Bucket=self.bucket, Key=self.key)
         except self.client.exceptions.NoSuchKey:
             return None, None
+        except Exception as exc:
+            raise OutputLocationError(f"output lease {self.where!r}: cannot read it ({exc})") from None
         try:
             holder = json.loads(answer["Body"].read())
         except ValueError:
@@ -100,10 +124,26 @@ class S3Lease:
         return (holder if isinstance(holder, dict) else {}), answer["ETag"]
 
 
+def _identity() -> dict[str, Any]:
+    """This process as the lease names it: host, pid, and the boot and pid namespace it runs in."""
+    try:
+        boot = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+        namespace = os.stat("/proc/self/ns/pid").st_ino
+    except OSError:
+        boot, namespace = "", 0
+    return {"host": socket.gethostname(), "pid": os.getpid(), "boot": boot, "pidns": namespace}
+
+
 def _dead_here(holder: dict[str, Any]) -> bool:
-    """Whether the lease's holder was a process of this machine that no longer runs."""
-    pid = holder.get("pid")
-    if holder.get("host") != socket.gethostname() or not isinstance(pid, int) or pid == os.getpid():
+    """Whether the lease's holder was a process of this very machine and pid namespace that is gone.
+
+    Host names repeat (containers on one host, machines with a default name): only the same boot
+    and pid namespace make a missing pid proof that the holder is dead; otherwise the lease expires.
+    """
+    mine, pid = _identity(), holder.get("pid")
+    if not mine["boot"] or any(holder.get(name) != mine[name] for name in ("host", "boot", "pidns")):
+        return False
+    if not isinstance(pid, int) or pid == os.getpid():
         return False
     try:
         os.kill(pid, 0)
@@ -115,22 +155,30 @@ def _dead_here(holder: dict[str, Any]) -> bool:
 
 
 @contextmanager
-def held(lease: S3Lease) -> Iterator[None]:
+def held(lease: S3Lease) -> Iterator[S3Lease]:
     """Hold `lease` for the duration of a run, renewed in the background every third of its ttl."""
     lease.acquire()
     stop = threading.Event()
 
     def renew() -> None:
-        while not stop.wait(lease.ttl_s / 3):
+        wait = lease.ttl_s / 3
+        while not stop.wait(wait):
             try:
                 lease.renew()
+                wait = lease.ttl_s / 3
             except LeaseLostError:
-                return  # the run's next write is no longer safe; release below will not delete
+                lease.lost.set()  # taken over: the run stops before its next change to the store
+                return
+            except Exception:  # a blip (the store, the network): try again soon, until it runs out
+                if time.time() >= lease.expires - lease.ttl_s * RENEW_MARGIN:
+                    lease.lost.set()
+                    return
+                wait = 1.0
 
     renewer = threading.Thread(target=renew, name="byokflow-lease", daemon=True)
     renewer.start()
     try:
-        yield
+        yield lease
     finally:
         stop.set()
         renewer.join()

@@ -12,6 +12,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
 
 from tasks.errors import OutputBusyError
 from tasks.store.lease import S3Lease, held
@@ -20,16 +21,30 @@ from tasks.store.location import OutputLocationError, StoreLocation, store_locat
 LOCK_NAME = ".byokflow.lock"
 
 
+class HeldLock(Protocol):
+    """A held output lock: `check` raises if it was lost (a lease not renewed in time)."""
+
+    def check(self) -> None:
+        """Raise LeaseLostError if the run no longer holds the output."""
+
+
+class _KernelLock:
+    """An flock: the kernel holds it while the process lives, so it cannot be lost."""
+
+    def check(self) -> None:
+        """Never lost."""
+
+
 @contextmanager
-def output_lock(output: str | StoreLocation) -> Iterator[None]:
+def output_lock(output: str | StoreLocation) -> Iterator[HeldLock]:
     """Hold the output location's lock for the duration of a run (released even on a crash)."""
     location = store_location(output)
     if location.local:
         with _flock(location.root):
-            yield
+            yield _KernelLock()
         return
-    with held(s3_lease(location)):
-        yield
+    with held(s3_lease(location)) as lease:
+        yield lease
 
 
 def s3_lease(location: StoreLocation) -> S3Lease:
