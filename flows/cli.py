@@ -158,6 +158,7 @@ def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: A
     from flows.preflight import preflight
     from tasks.run.control import RunControl
     from tasks.store.journal import recover_under_lock
+    from tasks.store.location import store_location
 
     control = RunControl()
     stopper = _GracefulStop(control)
@@ -171,7 +172,8 @@ def _run_with_display(spec: Any, output_dir: str, resume_hint: str, **options: A
     except _user_errors() as exc:
         raise _fail(str(exc)) from None
     except KeyboardInterrupt:
-        saved = recover_under_lock(output_dir)  # under the lock: never a live run's journals
+        # Under the lock (never a live run's journals), at the spec's endpoint for an S3 output.
+        saved = recover_under_lock(store_location(output_dir, spec.output.storage_options))
         kept = "are saved by the run now holding the directory" if saved is None else f"were saved ({saved})"
         raise _fail(
             f"interrupted: the records completed since the last part {kept}; "

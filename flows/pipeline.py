@@ -161,8 +161,9 @@ async def _finish_run(
             spec.max_cost_usd,
             refused,
         )
-    if not run.fresh_output:
-        # Only older records can be superseded: a run into an empty directory has nothing to compact.
+    if not run.fresh_output or any(o.recovered for o in outcomes):
+        # Only older records can be superseded: a run into an empty directory has nothing to compact,
+        # unless a shard task ran again after its worker died (its dead attempt's records may be twice).
         compact_outputs(location)
     merge_small_files(location, spec.output.file_rows, spec.output.file_bytes)
     mark_compacted(location)  # every file is now compact, a fresh run's by construction

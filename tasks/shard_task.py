@@ -64,14 +64,18 @@ async def run_step_shard(
     # What an earlier attempt of this very task left: its worker died and Dask ran it again here.
     # Its records are kept, and not requested again.
     earlier = await asyncio.to_thread(earlier_attempt, location, stem) if context is not run else None
-    parts = ShardParts(location, stem, plan.flush_records, plan.flush_seconds)
     row_ids = _row_ids(rows, plan.id_column)
     # This shard's records of this step only, read off the event loop (Arrow releases the GIL).
     index = await asyncio.to_thread(context.shard_index, row_ids, step.name)
     if earlier is not None:
         add_records(index, *earlier, with_views=step.name in plan.view_steps)
-    lanes = await _lanes(context, step, upstream, parts, index)
-    outcome = StepShardOutcome(step=step.name, shard_index=shard_index)
+    outcome = StepShardOutcome(step=step.name, shard_index=shard_index, recovered=earlier is not None)
+    parts = ShardParts(location, stem, plan.flush_records, plan.flush_seconds)
+    try:
+        lanes = await _lanes(context, step, upstream, parts, index)
+    except BaseException:
+        parts.abandon()  # nothing journaled yet: its empty segment closes
+        raise
     progress = context.control.progress
     for lane in lanes:
         progress.watch_key(step.name, lane.model, lane.pool.governor)

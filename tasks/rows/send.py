@@ -9,6 +9,7 @@ whatever the row's end.
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any
@@ -98,7 +99,9 @@ async def _governed(lane: Lane, body: dict[str, Any], idempotency_key: str, dead
             # On a Dask worker, the key's next cluster-wide send time, drawn once this process's
             # governor has let the request through (a pause here included): a send time drawn
             # before a pause would fire with every other held one the moment the pause ends.
-            await lease.admit(tokens, *governor.known_rates())
+            paused = await lease.admit(tokens, *governor.known_rates())
+            if paused > 0:  # a key no worker knows a rate for, paused by another worker's 429
+                await asyncio.sleep(min(paused, max(0.0, deadline - time.monotonic())))
         # The window counts the call from here: a row waiting for the governor is not in flight at
         # the gateway, and its wait is pacing, not congestion.
         call = _Observed(window)

@@ -27,6 +27,8 @@ class StepShardOutcome:
     stopped: set[str] = field(default_factory=set)
     # Per model with `concurrency: auto`: the window when the shard ended, and why it last changed.
     windows: dict[str, tuple[int, str]] = field(default_factory=dict)
+    # An earlier attempt of this shard task (its worker died) left records: some may now be twice.
+    recovered: bool = False
 
     def add(self, model: str, outcome: RowOutcome, keep_outputs: bool) -> None:
         """Count one row's outcome of `model`."""

@@ -51,7 +51,7 @@ class RunPlan:
     flush_seconds: float = 60.0
     # The run's secret for naming keys on Dask workers (HMAC; not a key, and no key can be read back
     # from it): the same key is the same key on every worker.
-    key_secret: str = field(default_factory=lambda: secrets.token_hex(16))
+    key_secret: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
 
 
 class RunContext:

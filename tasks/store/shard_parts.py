@@ -39,6 +39,8 @@ from tasks.store.location import StoreLocation
 
 # How often the flusher looks at the clock (a full batch wakes it at once).
 _POLL_S = 0.25
+# The longest wait between tries of a write that keeps failing.
+_MAX_BACKOFF_S = 30.0
 
 
 class ShardParts:
@@ -58,7 +60,9 @@ class ShardParts:
         self._results, self._errors = result_columns(), error_columns()
         self._token, self._journal = self._open_segment()
         self._since = clock()
-        self._failure: BaseException | None = None
+        # Batches whose write failed, oldest first, each with its journal segment (kept until written).
+        self._unwritten: list[tuple[str, pa.Table, pa.Table, RecordJournal]] = []
+        self.failures = 0  # consecutive failed writes
         self._closing, self._due = asyncio.Event(), asyncio.Event()
         self._flusher: asyncio.Future[None] | None = None
         self._closed = False
@@ -76,24 +80,34 @@ class ShardParts:
             self._due.set()  # the flusher writes now, not at its next look at the clock
 
     def flush_due(self) -> bool:
-        """Whether the records since the last flush should be written now."""
+        """Whether the records since the last flush (or a batch not yet written) should be written now."""
         pending = self.pending
-        return pending >= self.flush_records or (
-            pending > 0 and self._clock() - self._since >= self.flush_seconds
+        return (
+            bool(self._unwritten)
+            or pending >= self.flush_records
+            or (pending > 0 and self._clock() - self._since >= self.flush_seconds)
         )
 
     async def flush(self) -> None:
-        """Write the records since the last flush as a part, then drop their journal segment."""
-        if not self.pending:
-            return
-        # Swapped on the event loop, where records are appended: none can slip between the two.
-        results, errors, token, journal = self._results, self._errors, self._token, self._journal
-        self._results, self._errors = result_columns(), error_columns()
-        self._token, self._journal = self._open_segment()
-        self._since = self._clock()
-        name = f"{self.stem}-{token}.parquet"
-        await asyncio.to_thread(self._write, name, results.to_table(), errors.to_table())
-        journal.close(remove=True)  # only now: its records are in the store
+        """Write the records since the last flush as a part, then drop their journal segment.
+
+        A batch whose write fails stays, with its journal segment, and is written first by the
+        next flush: a store that is down for a while delays parts, it loses no record.
+        """
+        if self.pending:
+            # Swapped on the event loop, where records are appended: none can slip between the two.
+            results, errors, token, journal = self._results, self._errors, self._token, self._journal
+            self._results, self._errors = result_columns(), error_columns()
+            self._token, self._journal = self._open_segment()
+            self._since = self._clock()
+            self._unwritten.append(
+                (f"{self.stem}-{token}.parquet", results.to_table(), errors.to_table(), journal)
+            )
+        while self._unwritten:
+            name, results_table, errors_table, written_journal = self._unwritten[0]
+            await asyncio.to_thread(self._write, name, results_table, errors_table)
+            self._unwritten.pop(0)
+            written_journal.close(remove=True)  # only now: its records are in the store
 
     def start(self) -> None:
         """Flush in the background whenever a flush is due, until `close`."""
@@ -102,8 +116,8 @@ class ShardParts:
     async def close(self) -> None:
         """Stop the background flushes, write what is left and remove the last journal segment.
 
-        A background flush that failed is raised here; its journal segment stays on disk, so its
-        records are recovered by the task's next attempt or the next run.
+        A write that still fails is raised here; the journal segments of what was not written stay
+        on disk, so those records are recovered by the task's next attempt or the next run.
         """
         self._closing.set()
         self._due.set()
@@ -112,8 +126,6 @@ class ShardParts:
         await self.flush()
         self._closed = True
         self._journal.close(remove=True)
-        if self._failure is not None:
-            raise self._failure
 
     def abandon(self) -> None:
         """Stop flushing without writing (the task failed: its journal is recovered later)."""
@@ -121,18 +133,24 @@ class ShardParts:
         self._due.set()
         if not self._closed:
             self._closed = True
-            self._journal.close(remove=False)
+            for journal in [*(batch[3] for batch in self._unwritten), self._journal]:
+                journal.close(remove=False)
+            self._unwritten.clear()
 
     async def _keep_flushing(self) -> None:
-        try:
-            while not self._closing.is_set():
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._due.wait(), _POLL_S)
-                self._due.clear()
-                if not self._closing.is_set() and self.flush_due():
-                    await self.flush()
-        except Exception as exc:
-            self._failure = exc
+        backoff = 0.0  # after a failed write: wait longer before the next try (the store is down)
+        while not self._closing.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._due.wait(), max(_POLL_S, backoff))
+            self._due.clear()
+            if self._closing.is_set() or not self.flush_due():
+                continue
+            try:
+                await self.flush()
+                backoff, self.failures = 0.0, 0
+            except Exception:
+                self.failures += 1
+                backoff = min(_MAX_BACKOFF_S, 2.0**self.failures)
 
     def _open_segment(self) -> tuple[str, RecordJournal]:
         token = uuid.uuid4().hex[:8]

@@ -171,3 +171,31 @@ async def test_on_s3_the_journal_is_local_and_the_parts_are_objects(
     await parts.close()
     assert stored(location) == ["r0001", "r0002"] and journaled(location) == []
     assert all(path.startswith(location.root) for path in parts.parts)
+
+
+async def test_a_write_that_fails_is_retried_and_its_records_land_before_the_shard_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    location = store_location(tmp_path / "out")
+    parts = ShardParts(location, STEM, flush_records=2, flush_seconds=3600)
+    write, calls = StoreLocation.write_parquet, []
+
+    def once_down(self: StoreLocation, table, kind, name):  # type: ignore[no-untyped-def]
+        calls.append(name)
+        if len(calls) == 1:
+            raise OSError("AWS Error NETWORK_CONNECTION during PutObject operation")
+        return write(self, table, kind, name)
+
+    monkeypatch.setattr(StoreLocation, "write_parquet", once_down)
+    parts.start()
+    parts.append(result(1))
+    parts.append(result(2))  # the batch is due: its first write fails
+    for _ in range(400):  # retried by the flusher (after a 2 s back-off), not only at close
+        if stored(location):
+            break
+        await asyncio.sleep(0.01)
+    assert stored(location) == ["r0001", "r0002"] and parts.failures == 0
+    assert journaled(location) == []  # its journal segment went once it was written
+    parts.append(result(3))
+    await parts.close()
+    assert stored(location) == ["r0001", "r0002", "r0003"]
