@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -31,6 +32,17 @@ def gateway_key(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv(GATEWAY_ENV, SANDBOX_GATEWAY_KEY)
 
 
+@pytest.fixture(autouse=True)
+def in_tmp_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)  # a stray relative path (a folder `s3:`) shows up here, never in the repo
+
+
+@pytest.fixture
+def fresh_uri(s3_server: S3Server) -> Callable[[str], str]:  # noqa: F811
+    """A new output prefix in the session's bucket, named after what the test does."""
+    return lambda name: s3_server.uri(f"{name}-{uuid.uuid4().hex[:8]}")
+
+
 def outputs(out: str | Path) -> dict[tuple[str, str], str]:
     """(row, step) -> output of the results under `out`."""
     table = read_records(out, "results", ["row_id", "step", "output"])
@@ -42,13 +54,11 @@ def outputs(out: str | Path) -> dict[tuple[str, str], str]:
 async def test_a_chained_pipeline_writes_to_s3_what_it_writes_to_disk_and_a_rerun_sends_nothing(
     tmp_path: Path,
     clean_sandbox: SandboxServer,
-    s3_server: S3Server,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    fresh_uri: Callable[[str], str],
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     write_prompts(tmp_path / "prompts.parquet", [f"question {i}" for i in range(11)])
     spec = make_spec(tmp_path, clean_sandbox.url, CHAIN, shard_size=4)
-    uri = s3_server.uri(f"answers-{uuid.uuid4().hex[:8]}")
+    uri = fresh_uri("answers")
     summary = await pipeline(spec, out=uri)
     assert [s.ok for s in summary.steps] == [11, 11]
     assert summary.output_dir == uri and summary.results_dir == f"{uri}/results"
@@ -69,13 +79,11 @@ async def test_a_chained_pipeline_writes_to_s3_what_it_writes_to_disk_and_a_reru
 async def test_a_run_on_an_s3_output_another_run_holds_is_refused(
     tmp_path: Path,
     clean_sandbox: SandboxServer,
-    s3_server: S3Server,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    fresh_uri: Callable[[str], str],
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     write_prompts(tmp_path / "prompts.parquet", ["a", "b"])
     spec = make_spec(tmp_path, clean_sandbox.url, [step()])
-    uri = s3_server.uri(f"busy-{uuid.uuid4().hex[:8]}")
+    uri = fresh_uri("busy")
     with output_lock(uri), pytest.raises(OutputBusyError, match=r"being written by another byokflow run"):
         await pipeline(spec, out=uri)  # as from another machine: the lease is an object on S3
     assert clean_sandbox.stats()["requests"] == 0
@@ -86,15 +94,11 @@ async def test_a_run_on_an_s3_output_another_run_holds_is_refused(
 async def test_small_flushes_make_parts_that_the_end_of_the_run_merges(
     tmp_path: Path,
     clean_sandbox: SandboxServer,
-    s3_server: S3Server,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    fresh_uri: Callable[[str], str],
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     write_prompts(tmp_path / "prompts.parquet", [f"q {i}" for i in range(40)])
     spec = make_spec(tmp_path, clean_sandbox.url, [step(concurrency=4)], shard_size=40)
-    output = spec.output.model_copy(
-        update={"path": s3_server.uri(f"flush-{uuid.uuid4().hex[:8]}"), "flush_records": 5}
-    )
+    output = spec.output.model_copy(update={"path": fresh_uri("flush"), "flush_records": 5})
     summary = await pipeline(spec.model_copy(update={"output": output}))
     assert summary.steps[0].ok == 40
     names = [info.base_name for info in store_location(output.path).parquet_files("results")]
@@ -106,8 +110,7 @@ async def test_small_flushes_make_parts_that_the_end_of_the_run_merges(
 def test_the_cli_runs_retries_errors_and_exports_by_s3_uri(
     tmp_path: Path,
     clean_sandbox: SandboxServer,
-    s3_server: S3Server,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    fresh_uri: Callable[[str], str],
 ) -> None:
     import pyarrow.parquet as pq
     import yaml
@@ -115,7 +118,6 @@ def test_the_cli_runs_retries_errors_and_exports_by_s3_uri(
 
     from flows.cli import app
 
-    monkeypatch.chdir(tmp_path)
     flaky = "flaky [[sandbox:status=503]] [[sandbox:times=1]] [[sandbox:retry_after=0]]"
     write_prompts(tmp_path / "prompts.parquet", ["fine", flaky, "also fine"])
     spec = {
@@ -133,7 +135,7 @@ def test_the_cli_runs_retries_errors_and_exports_by_s3_uri(
         ],
     }
     (tmp_path / "pipeline.yaml").write_text(yaml.safe_dump(spec))
-    uri = s3_server.uri(f"cli-{uuid.uuid4().hex[:8]}")
+    uri = fresh_uri("cli")
     runner = CliRunner()
 
     ran = runner.invoke(app, ["run", "pipeline.yaml", "--out", uri])
@@ -156,12 +158,10 @@ def test_the_cli_runs_retries_errors_and_exports_by_s3_uri(
 async def test_a_changed_step_on_s3_resends_only_that_step_and_keeps_one_record_each(
     tmp_path: Path,
     clean_sandbox: SandboxServer,
-    s3_server: S3Server,  # noqa: F811
-    monkeypatch: pytest.MonkeyPatch,
+    fresh_uri: Callable[[str], str],
 ) -> None:
-    monkeypatch.chdir(tmp_path)
     write_prompts(tmp_path / "prompts.parquet", [f"question {i}" for i in range(9)])
-    uri = s3_server.uri(f"changed-{uuid.uuid4().hex[:8]}")
+    uri = fresh_uri("changed")
     await pipeline(make_spec(tmp_path, clean_sandbox.url, CHAIN, shard_size=4), out=uri)
     clean_sandbox.reset()
     changed = [CHAIN[0], step("polish", input="polish it better: {{ steps.draft.output }}")]
