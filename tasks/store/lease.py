@@ -98,14 +98,10 @@ class S3Lease:
             answer = self.client.put_object(
                 Bucket=self.bucket, Key=self.key, Body=json.dumps(body).encode(), **condition
             )
-        except self.client.exceptions.ClientError as exc:
-            if exc.response.get("Error", {}).get("Code") in (
-                "PreconditionFailed",
-                "ConditionalRequestConflict",
-            ):
+        except Exception as exc:  # botocore's errors: a failed condition, no credentials, no endpoint
+            code = getattr(exc, "response", {}).get("Error", {}).get("Code")
+            if code in ("PreconditionFailed", "ConditionalRequestConflict"):
                 return False
-            raise OutputLocationError(f"output lease {self.where!r}: cannot write it ({exc})") from None
-        except Exception as exc:  # botocore's own errors: no credentials, endpoint unreachable, ...
             raise OutputLocationError(f"output lease {self.where!r}: cannot write it ({exc})") from None
         self.etag, self.expires = answer["ETag"], expires
         return True
