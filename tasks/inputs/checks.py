@@ -17,6 +17,7 @@ import pyarrow.dataset as ds
 
 from schemas.spec import InputSpec
 from tasks.errors import InputError
+from tasks.inputs.scan import scan_fragment
 from tasks.inputs.values import python_values
 
 _BATCH_ROWS = 65_536
@@ -75,7 +76,7 @@ def check_text(dataset: ds.Dataset, spec: InputSpec, columns: Iterable[str]) -> 
     read = list(dict.fromkeys([spec.id_column, *names]))
     for fragment in dataset.get_fragments():
         offset = 0
-        for batch in fragment.to_batches(columns=read, batch_size=_BATCH_ROWS, batch_readahead=1):
+        for batch in scan_fragment(dataset, fragment, read, _BATCH_ROWS):
             for name in names:
                 values = batch.column(read.index(name))
                 try:

@@ -12,7 +12,8 @@ import pyarrow.fs as pafs
 
 from schemas.spec import InputSpec
 from tasks.errors import InputError
-from tasks.inputs.ids import check_ids, scan_batches
+from tasks.inputs.ids import check_ids
+from tasks.inputs.scan import scan_batches
 from tasks.inputs.values import without_nanoseconds
 from tasks.store.location import s3_filesystem
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import math
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pyarrow as pa
@@ -19,19 +18,12 @@ import pyarrow.dataset as ds
 
 from schemas.spec import InputSpec
 from tasks.errors import InputError
+from tasks.inputs.scan import scan_batches
 from tasks.inputs.values import python_values
 
 PARTITION_ROWS = 200_000
 _BATCH_ROWS = 65_536
 _SAMPLE_PER_BATCH = 64
-
-
-def scan_batches(dataset: ds.Dataset, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
-    """The dataset's batches with little read-ahead: a slow consumer never has many waiting in memory."""
-    # pyarrow's default read-ahead (16 batches, 4 files) holds hundreds of MB of long prompts when
-    # the consumer is slower than the disk.
-    scanner = dataset.scanner(columns=columns, batch_size=batch_size, batch_readahead=1, fragment_readahead=1)
-    yield from scanner.to_batches()
 
 
 def check_ids(dataset: ds.Dataset, spec: InputSpec) -> int:
