@@ -5,10 +5,12 @@ requests in flight, reads and decodes each JSON answer, and counts statuses. A w
 `WARMUP_REQUESTS` other prompts opens the connections first; only the measured prompts are timed.
 
 - `aiohttp`: a plain aiohttp `ClientSession`.
-- `httpx`: the client the engine uses (`gateway.transport.open_http_client`: httpx over the
-  httpx-aiohttp transport), posting pre-serialised JSON: the ceiling for the engine's client.
+- `httpx`: httpx over the httpx-aiohttp transport as a user writes it (`HttpxAiohttpClient`
+  with the engine's connection limits), posting pre-serialised JSON to a URL given as text.
+  The engine's own client is that, minus cookie handling and URL re-parsing
+  (`gateway.transport`), which this loop pays as any httpx user does.
 - `gateway`: `GatewayClient.chat`, the engine's own client (adds request preparation, error
-  translation and pydantic decoding on top of `httpx`).
+  translation and pydantic decoding).
 - `openai`: the official `openai` SDK's `AsyncOpenAI` with its defaults: what a user would write.
 """
 
@@ -84,11 +86,16 @@ async def aiohttp_loop(url: str, prompts: list[str], concurrency: int) -> LoopSt
 
 
 async def httpx_loop(url: str, prompts: list[str], concurrency: int) -> LoopStats:
-    """The engine's httpx client over the httpx-aiohttp transport, used bare."""
-    from gateway.transport import open_http_client
+    """httpx over the httpx-aiohttp transport, used bare, as a user writes it."""
+    from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
+
+    from gateway.transport import connection_limits
 
     headers = {"Authorization": f"Bearer {DEFAULT_GATEWAY_KEY}", "Content-Type": "application/json"}
-    http = open_http_client(headers=headers, timeout=60.0, max_connections=concurrency, transport=None)
+    limits = connection_limits(concurrency)
+    http = HttpxAiohttpClient(
+        transport=AiohttpTransport(limits=limits), limits=limits, headers=headers, timeout=60.0
+    )
     chat_url = f"{url}/v1/chat/completions"
     async with http:
 

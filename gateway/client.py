@@ -96,8 +96,9 @@ class GatewayClient:
         self._transport = transport
         self._http: httpx.AsyncClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._chat_url = settings.base_url + CHAT_PATH
-        self._models_url = settings.base_url + MODELS_PATH
+        # Parsed once: httpx parses a URL given as text again on every request.
+        self._chat_url = httpx.URL(settings.base_url + CHAT_PATH)
+        self._models_url = httpx.URL(settings.base_url + MODELS_PATH)
 
     @property
     def base_url(self) -> str:

@@ -6,6 +6,10 @@ that transport uses only `max_connections` (as aiohttp's `TCPConnector(limit=...
 open connections across all hosts, with no per-host bound) and `keepalive_expiry` (as the
 connector's `keepalive_timeout`); `max_keepalive_connections` is ignored, and a `None` limit
 would silently mean aiohttp's default of 100, so a number is always passed.
+
+The client keeps no cookies, in httpx or in aiohttp: a chat completions API sets none a batch
+needs, and httpx's cookie extraction (a urllib request and response built around every answer)
+cost ~20 % of a request's CPU at thousands of requests per second (benchmarks/PROFILE.md).
 """
 
 from __future__ import annotations
@@ -42,7 +46,7 @@ def open_http_client(
     """An httpx client over aiohttp sized to `max_connections`, or over the injected transport."""
     if transport is not None:
         # An injected transport is everything: no environment proxies that could route around it.
-        return httpx.AsyncClient(
+        return GatewayHttpClient(
             transport=BorrowedTransport(transport),
             headers=headers,
             timeout=timeout,
@@ -50,8 +54,8 @@ def open_http_client(
         )
     limits = connection_limits(max_connections)
     # HttpxAiohttpClient also puts proxies from the environment on aiohttp, with the same limits.
-    return HttpxAiohttpClient(
-        transport=AiohttpTransport(limits=limits),
+    return GatewayHttpClient(
+        transport=CookielessAiohttpTransport(limits=limits),
         limits=limits,
         headers=headers,
         timeout=timeout,
@@ -70,3 +74,40 @@ class BorrowedTransport(httpx.AsyncBaseTransport):
 
     async def aclose(self) -> None:
         """Do nothing: clients derived with `with_options` may still be using the transport."""
+
+
+class _NoCookies(httpx.Cookies):
+    """A cookie store that never takes one from a response (and so never sends one)."""
+
+    def extract_cookies(self, response: httpx.Response) -> None:
+        """Ignore the response's `Set-Cookie` headers without parsing them."""
+
+
+class GatewayHttpClient(HttpxAiohttpClient):
+    """An httpx client over aiohttp that keeps no cookies."""
+
+    _no_cookies = _NoCookies()  # never written to, so one can serve every client
+
+    @property
+    def cookies(self) -> httpx.Cookies:
+        """An empty cookie store: a gateway client sends and keeps none."""
+        return self._no_cookies
+
+    @cookies.setter
+    def cookies(self, cookies: object) -> None:
+        raise TypeError("a gateway client keeps no cookies")
+
+
+class CookielessAiohttpTransport(AiohttpTransport):
+    """httpx-aiohttp's transport with a session that keeps no cookies (`aiohttp.DummyCookieJar`)."""
+
+    def get_client(self) -> aiohttp.ClientSession:
+        """A session bounded to the limits' `max_connections` open connections, verifying TLS."""
+        if isinstance(self.client, aiohttp.ClientSession):
+            return self.client
+        connector = aiohttp.TCPConnector(
+            limit=self.limits.max_connections or 0,
+            keepalive_timeout=self.limits.keepalive_expiry,
+            ssl=self.ssl_context,
+        )
+        return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())

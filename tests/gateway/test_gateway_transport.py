@@ -134,3 +134,36 @@ async def test_slow_server_is_a_timeout() -> None:
             await client.chat(REQUEST, timeout=0.05)
     assert caught.value.kind == "timeout"
     assert caught.value.retriable
+
+
+async def test_cookies_a_server_sets_are_never_sent_back() -> None:
+    seen: list[str | None] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(request.headers.get("Cookie"))
+        response = web.json_response(completion_body())
+        response.set_cookie("AWSALB", "sticky", path="/")
+        return response
+
+    async with serve(handler) as url, live_client(url) as client:
+        await client.chat(REQUEST)
+        await client.chat(REQUEST)
+    assert seen == [None, None]
+
+
+async def test_an_injected_transport_keeps_no_cookies_either() -> None:
+    import httpx
+
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("cookie"))
+        return httpx.Response(200, json=completion_body(), headers={"set-cookie": "session=abc; Path=/"})
+
+    transport = httpx.MockTransport(handler)
+    async with GatewayClient(
+        base_url="http://gw.test", provider_key=CANARY_KEY, environ={}, transport=transport
+    ) as client:
+        await client.chat(REQUEST)
+        await client.chat(REQUEST)
+    assert seen == [None, None]
