@@ -27,10 +27,14 @@ def scan_batches(dataset: ds.Dataset, columns: list[str], batch_size: int) -> It
 def scan_fragment(
     dataset: ds.Dataset, fragment: ds.Fragment, columns: list[str], batch_size: int
 ) -> Iterator[pa.RecordBatch]:
-    """One file's `columns` in batches of at most `batch_size` rows, one row group at a time."""
-    schema = pa.schema([dataset.schema.field(name) for name in columns])
+    """One file's `columns` in batches of at most `batch_size` rows, one row group at a time.
+
+    A column named twice comes out twice, as the dataset scanner gives it (callers read by position).
+    """
+    unique = list(dict.fromkeys(columns))
+    schema = pa.schema([dataset.schema.field(name) for name in unique])
     physical = fragment.physical_schema
-    whole = all(physical.get_field_index(name) >= 0 for name in columns)
+    whole = all(physical.get_field_index(name) >= 0 for name in unique)
     if not (whole and isinstance(fragment, ds.ParquetFileFragment)):
         # A column missing from this file is filled with nulls by the scanner; keep its rules.
         yield from fragment.to_batches(
@@ -40,6 +44,9 @@ def scan_fragment(
     with fragment.open() as source:
         file = pq.ParquetFile(source, metadata=fragment.metadata)
         for group in range(file.num_row_groups):
-            batches = file.iter_batches(batch_size, row_groups=[group], columns=columns, use_threads=False)
+            batches = file.iter_batches(batch_size, row_groups=[group], columns=unique, use_threads=False)
             for batch in batches:
-                yield batch if batch.schema.equals(schema) else batch.cast(schema)
+                batch = batch if batch.schema.equals(schema) else batch.cast(schema)
+                if len(unique) != len(columns):
+                    batch = pa.RecordBatch.from_arrays([batch.column(n) for n in columns], names=columns)
+                yield batch

@@ -59,3 +59,13 @@ def test_a_file_without_a_column_gives_nulls_as_the_dataset_scanner_does(tmp_pat
     rows = pa.Table.from_batches(list(scan_batches(dataset, ["id", "q"], 10))).to_pydict()
 
     assert rows == {"id": ["a", "b"], "q": ["x", None]}
+
+
+def test_a_column_asked_for_twice_comes_out_twice(tmp_path: Path) -> None:
+    _write(tmp_path / "p.parquet", pa.table({"id": ["a", "b"], "q": ["x", "y"]}), 10)
+    dataset = ds.dataset(tmp_path / "p.parquet", format="parquet")
+
+    (batch,) = list(scan_batches(dataset, ["id", "id"], 10))
+
+    assert batch.schema.names == ["id", "id"]
+    assert batch.column(1).to_pylist() == ["a", "b"]
