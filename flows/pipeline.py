@@ -9,7 +9,6 @@ without a task run (`settled_shard`); the progress artifact shows it.
 from __future__ import annotations
 
 import asyncio
-import gc
 import math
 import sys
 import time
@@ -33,6 +32,7 @@ from schemas.spec_file import load_spec
 from tasks.evaluation.score_run import check_scores
 from tasks.inputs.dataset import iter_shards
 from tasks.rows.tally import StepShardOutcome
+from tasks.run.collector import tuned_collector
 from tasks.run.context import RunContext, RunPlan
 from tasks.run.control import RunControl
 from tasks.run.open_files import ensure_open_files
@@ -87,13 +87,10 @@ async def pipeline(
         progress = ProgressArtifact(spec.name, context.control.progress)
         await progress.start()
         # Everything alive now (Prefect, its client and server, every import) lives for the whole run:
-        # frozen, the collector stops walking it again and again while rows churn (~+30 % rows/s).
-        gc.freeze()
-        try:
+        # frozen, and full collections on a clock, not on every burst of in-flight requests.
+        with tuned_collector():
             async with dask_plugin(spec.dask, context.plan):
                 outcomes = await _run_shards(checked, context, limit, progress)
-        finally:
-            gc.unfreeze()
         lock.check()  # a lease lost during the run: compacting now could lose another run's records
         return await _finish_run(checked, context, outcomes, time.monotonic() - started, limit)
 

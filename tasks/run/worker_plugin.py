@@ -9,11 +9,13 @@ travel: picklable and key-free.
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from typing import Any
 
 from distributed import WorkerPlugin, get_worker
 
 from tasks.limits.governor import GovernorRegistry
+from tasks.run.collector import tuned_collector
 from tasks.run.context import RunContext, RunPlan
 
 
@@ -29,6 +31,7 @@ class RunWorkerPlugin(WorkerPlugin):
         self.plan, self.pacer = plan, pacer
         self.name = plugin_name(plan.run_id)
         self.context: RunContext | None = None
+        self._collector: ExitStack | None = None  # made in the worker: nothing of it travels
 
     def setup(self, worker: Any) -> None:
         """Build the worker's context (its done index is read by the first shard task)."""
@@ -36,10 +39,15 @@ class RunWorkerPlugin(WorkerPlugin):
         # concurrency and honour pauses, so idle workers leave the whole rate to busy ones.
         governors = GovernorRegistry(pace_rates=False, secret=bytes.fromhex(self.plan.key_secret))
         self.context = RunContext(self.plan, governors=governors, pacer=self.pacer)
+        # The worker's requests churn as the flow's do in one process: the same collector tuning.
+        self._collector = ExitStack()
+        self._collector.enter_context(tuned_collector())
 
     def teardown(self, worker: Any) -> None:
         """Drop the context when the run ends."""
         self.context = None
+        if self._collector is not None:
+            self._collector.close()
 
 
 def worker_context(plan: RunPlan) -> RunContext:
