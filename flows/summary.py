@@ -14,7 +14,7 @@ from tasks.evaluation.statistics import latency_percentiles
 from tasks.rows.tally import StepShardOutcome
 from tasks.store.location import StoreLocation, store_location
 from tasks.store.manifest import MANIFEST
-from tasks.store.record_store import read_records
+from tasks.store.record_store import RecordKind, iter_records
 
 
 @dataclass
@@ -107,28 +107,54 @@ def summarize(
 
 
 def _add_latencies(steps: dict[tuple[str, str], StepSummary], output_dir: StoreLocation, run_id: str) -> None:
-    for (name, model), step in steps.items():
-        if step.ok + step.errors == 0:
-            step.cost_usd = 0.0  # nothing recorded by this run: no pass over the records at all
-            continue
-        # One (step, model) at a time, filtered while reading: a few numbers per record in memory.
-        of_this_run = (
-            (pc.field("run_id") == run_id) & (pc.field("step") == name) & (pc.field("model") == model)
-        )
-        chosen = read_records(output_dir, "results", ["latency_ms", "cost_usd"], filter=of_this_run)
-        # Error records that were paid for (an invalid answer, say) count towards the cost too.
-        paid_errors = read_records(output_dir, "errors", ["cost_usd"], filter=of_this_run)
-        latencies = chosen.column("latency_ms")
-        costs = pa.chunked_array(
-            [*chosen.column("cost_usd").chunks, *paid_errors.column("cost_usd").chunks], type=pa.float64()
-        )
-        if len(costs) and costs.null_count == 0:
-            step.cost_usd = round(pc.sum(costs).as_py() or 0.0, 6)
-        elif not len(costs):
+    """Each (step, model)'s latency percentiles and cost, from the records this run wrote."""
+    recorded = {key for key, step in steps.items() if step.ok + step.errors > 0}
+    for key in steps.keys() - recorded:
+        steps[key].cost_usd = 0.0  # nothing recorded by this run for it
+    if not recorded:
+        return  # no pass over the records at all
+    latencies, costs = _columns_of_run(output_dir, run_id, recorded)
+    for key in recorded:
+        step = steps[key]
+        cost = pa.chunked_array(costs[key], type=pa.float64())
+        if len(cost) and cost.null_count == 0:
+            step.cost_usd = round(pc.sum(cost).as_py() or 0.0, 6)
+        elif not len(cost):
             step.cost_usd = 0.0
-        p50, p95 = latency_percentiles(latencies)
+        p50, p95 = latency_percentiles(pa.chunked_array(latencies[key], type=pa.float64()))
         if p50 is not None and p95 is not None:
             step.latency_p50_ms, step.latency_p95_ms = round(p50, 1), round(p95, 1)
+
+
+Chunks = dict[tuple[str, str], list[pa.Array]]
+
+
+def _columns_of_run(
+    output_dir: StoreLocation, run_id: str, keys: set[tuple[str, str]]
+) -> tuple[Chunks, Chunks]:
+    """Per (step, model): the latencies of this run's results, and the costs of its results and errors.
+
+    One pass over each dataset, a row group at a time: a few numbers per record in memory. Error
+    records that were paid for (an invalid answer, say) count towards the cost too.
+    """
+    latencies: Chunks = {key: [] for key in keys}
+    costs: Chunks = {key: [] for key in keys}
+    passes: list[tuple[RecordKind, list[str]]] = [
+        ("results", ["latency_ms", "cost_usd"]),
+        ("errors", ["cost_usd"]),
+    ]
+    for kind, columns in passes:
+        this_run = iter_records(output_dir, kind, ["step", "model", *columns], equal_to={"run_id": run_id})
+        for table in this_run:
+            for step, model in keys:
+                mask = pc.and_(pc.equal(table.column("step"), step), pc.equal(table.column("model"), model))
+                chosen = table.filter(mask)
+                if not chosen.num_rows:
+                    continue
+                costs[step, model].extend(chosen.column("cost_usd").chunks)
+                if kind == "results":
+                    latencies[step, model].extend(chosen.column("latency_ms").chunks)
+    return latencies, costs
 
 
 def write_manifest(

@@ -20,7 +20,7 @@ from tasks.store.journal import RecordJournal, journal_path, recover_journals
 from tasks.store.location import StoreLocation, store_location
 from tasks.store.merge import merge_small_files
 from tasks.store.output_lock import output_lock
-from tasks.store.record_store import read_records
+from tasks.store.record_store import iter_records, read_records
 from tasks.store.retired import finish_retirement
 from tasks.store.write_part import write_part
 
@@ -31,6 +31,7 @@ __all__ = [
     "StoreLocation",
     "compact_outputs",
     "finish_retirement",
+    "iter_records",
     "journal_path",
     "load_catalog",
     "mark_compacted",
