@@ -7,6 +7,7 @@ the bottleneck of the engine it is measuring.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import queue
@@ -32,6 +33,8 @@ from sandbox.config import SandboxConfig
 
 READY_PREFIX = "SANDBOX_URL="
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+# Young collections every 20,000 allocations, the middle and old generations rarer than by default.
+SERVER_GC_THRESHOLDS = (20_000, 50, 100)
 
 
 def _uvicorn_config(app: ASGIApp, graceful_s: int) -> uvicorn.Config:
@@ -91,6 +94,11 @@ def serve(
     url = _url(host, sock)
     app = SandboxApp(config if config is not None else SandboxConfig())
     server = _Server(_uvicorn_config(app, 5), None if on_ready is None else lambda: on_ready(url))
+    # A process holding thousands of open requests: with CPython's default thresholds their objects
+    # outlive the young generations and full collections walk them again and again, stalling every
+    # answer (benchmarks/PROFILE.md, round 3). What is loaded now is frozen; collections are rarer.
+    gc.freeze()
+    gc.set_threshold(*SERVER_GC_THRESHOLDS)
     server.run(sockets=[sock])
 
 

@@ -55,7 +55,8 @@ def test_a_nested_run_leaves_the_outer_tuning_alone() -> None:
         with tuned_collector():
             pass
         assert gc.get_threshold()[:2] == (YOUNG_THRESHOLD, MIDDLE_THRESHOLD)
-        assert gc.get_freeze_count() == frozen
+        # Still frozen (an inner exit would have unfrozen everything); frozen objects can still be freed.
+        assert gc.get_freeze_count() > frozen // 2
 
 
 def test_a_disabled_collector_stays_disabled() -> None:
