@@ -21,7 +21,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from tasks.store.location import StoreLocation, store_location
-from tasks.store.record_store import RECORD_SCHEMAS, RecordKind
+from tasks.store.record_store import RECORD_SCHEMAS, RecordKind, schema_of
 from tasks.store.retired import record_files
 
 KINDS: tuple[RecordKind, ...] = ("results", "errors")
@@ -106,11 +106,6 @@ class RecordCatalog:
         if not tables:
             return schema.empty_table().select(columns)
         return pa.concat_tables(tables)
-
-
-def schema_of(schema: pa.Schema, columns: list[str]) -> pa.Schema:
-    """The part of a record schema that these columns are."""
-    return pa.schema([schema.field(name) for name in columns])
 
 
 def load_catalog(output_dir: str | Path | StoreLocation) -> RecordCatalog:

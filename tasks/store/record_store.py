@@ -53,8 +53,7 @@ def iter_records(
     """
     location = store_location(output_dir)
     conditions = dict(equal_to or {})
-    schema = RECORD_SCHEMAS[kind]
-    chosen = pa.schema([schema.field(name) for name in columns])
+    chosen = schema_of(RECORD_SCHEMAS[kind], columns)
     read = list(dict.fromkeys([*columns, *conditions]))
     for info in record_files(location, kind):
         with location.fs.open_input_file(info.path) as source, pq.ParquetFile(source) as file:
@@ -64,3 +63,8 @@ def iter_records(
                     table = table.filter(pc.equal(table.column(name), value))
                 if table.num_rows:
                     yield table.select(columns).cast(chosen)
+
+
+def schema_of(schema: pa.Schema, columns: list[str]) -> pa.Schema:
+    """The part of a record schema that these columns are."""
+    return pa.schema([schema.field(name) for name in columns])
