@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -167,3 +168,30 @@ async def test_an_injected_transport_keeps_no_cookies_either() -> None:
         await client.chat(REQUEST)
         await client.chat(REQUEST)
     assert seen == [None, None]
+
+
+def _live_responses() -> int:
+    import httpx
+
+    return sum(1 for obj in gc.get_objects() if isinstance(obj, httpx.Response))
+
+
+async def test_an_answered_call_leaves_no_garbage_for_the_cyclic_collector() -> None:
+    # At thousands of requests in flight, collecting each answer's reference cycles cost ~2 s of
+    # a 22 s run in pauses of up to 100 ms: an answered call must be freed by refcounting alone.
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return web.json_response(completion_body(), headers={"x-request-id": "req-1"})
+
+    async with serve(handler) as url, live_client(url) as client:
+        await client.chat(REQUEST)  # the pool and its first connection exist before counting
+        gc.collect()
+        before = _live_responses()
+        gc.disable()
+        try:
+            for _ in range(20):
+                result = await client.chat(REQUEST)
+                assert result.request_id == "req-1"
+            left = _live_responses() - before
+        finally:
+            gc.enable()
+    assert left == 0
