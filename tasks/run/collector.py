@@ -14,8 +14,11 @@ While a run lasts, `tuned_collector`:
   freed within a fraction of a second;
 - starts no full collection on its own; instead one runs every `full_every_s` seconds, from a
   thread, so cyclic garbage that outlived the young generations stays bounded by time.
-On exit the previous thresholds come back, the frozen objects are collectable again and a last
-full collection runs.
+Neither end walks what was alive before the run (~1 M objects under Prefect: ~0.2 s each time,
+measured): the start collects the young generations only (a dataset scan's fresh garbage) before
+freezing, and the exit collects everything the run left while the start's objects are still frozen,
+then unfreezes them and restores the previous thresholds. Older garbage of the caller's is frozen
+with the rest and is the caller's collector's again after the run.
 """
 
 from __future__ import annotations
@@ -42,7 +45,7 @@ def tuned_collector(full_every_s: float = FULL_EVERY_S) -> Iterator[None]:
     if previous == tuned or not gc.isenabled():  # already tuned by an outer run, or the user said no
         yield
         return
-    gc.collect()
+    gc.collect(1)
     gc.freeze()
     gc.set_threshold(*tuned)
     stop = threading.Event()
@@ -54,9 +57,9 @@ def tuned_collector(full_every_s: float = FULL_EVERY_S) -> Iterator[None]:
     finally:
         stop.set()
         clock.join()
-        gc.set_threshold(*previous)
+        gc.collect()  # the run's garbage only: the start's objects are still frozen
         gc.unfreeze()
-        gc.collect()
+        gc.set_threshold(*previous)
 
 
 def _collect_every(seconds: float, stop: threading.Event) -> None:
