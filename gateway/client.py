@@ -40,7 +40,7 @@ from gateway.translate import (
     stream_error,
     translate_errors,
 )
-from gateway.transport import open_http_client
+from gateway.transport import GatewayHttpClient, open_http_client
 from schemas.wire import ChatCompletion, ChatCompletionChunk, ModelList
 
 CHAT_PATH = "/v1/chat/completions"
@@ -94,7 +94,7 @@ class GatewayClient:
         self._headers = settings.headers()
         self._secrets = settings.secrets()
         self._transport = transport
-        self._http: httpx.AsyncClient | None = None
+        self._http: GatewayHttpClient | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         # Parsed once: httpx parses a URL given as text again on every request.
         self._chat_url = httpx.URL(settings.base_url + CHAT_PATH)
@@ -181,8 +181,8 @@ class GatewayClient:
         http = self._http_client()
         started = perf_counter()
         with translate_errors(call.secrets) as exchange:
-            response = await http.post(
-                self._chat_url, content=call.body, headers=call.headers, timeout=_timeout(timeout)
+            response = await http.post_read(
+                self._chat_url, content=call.body, headers=call.headers, timeout=timeout
             )
             exchange.response = response
             if not response.is_success:
@@ -280,7 +280,7 @@ class GatewayClient:
             "or derive one with with_options()"
         )
 
-    def _http_client(self) -> httpx.AsyncClient:
+    def _http_client(self) -> GatewayHttpClient:
         loop = asyncio.get_running_loop()
         http = self._http
         if http is not None and self._loop is loop:

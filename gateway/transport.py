@@ -7,6 +7,11 @@ open connections across all hosts, with no per-host bound) and `keepalive_expiry
 connector's `keepalive_timeout`); `max_keepalive_connections` is ignored, and a `None` limit
 would silently mean aiohttp's default of 100, so a number is always passed.
 
+A non-streamed call with no header overrides (every call the engine makes) takes a shorter way
+through the same aiohttp session (`GatewayHttpClient.post_read`): httpx's client layers around
+it cost about a quarter of a request's CPU. Streams, overrides, proxies and injected transports
+keep httpx's whole path; both give an `httpx.Response`.
+
 The client keeps no cookies, in httpx or in aiohttp: a chat completions API sets none a batch
 needs, and httpx's cookie extraction (a urllib request and response built around every answer)
 cost ~20 % of a request's CPU at thousands of requests per second (benchmarks/PROFILE.md).
@@ -14,11 +19,13 @@ cost ~20 % of a request's CPU at thousands of requests per second (benchmarks/PR
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
 import httpx
 from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
+from httpx_aiohttp.transport import map_aiohttp_exceptions
 
 # Seconds an idle connection is kept for reuse (httpx's default): longer than a gateway's idle
 # timeout would hand out connections the server has already closed.
@@ -44,7 +51,7 @@ def open_http_client(
     timeout: float,
     max_connections: int,
     transport: httpx.AsyncBaseTransport | None,
-) -> httpx.AsyncClient:
+) -> GatewayHttpClient:
     """An httpx client over aiohttp sized to `max_connections`, or over the injected transport."""
     if transport is not None:
         # An injected transport is everything: no environment proxies that could route around it.
@@ -86,9 +93,46 @@ class _NoCookies(httpx.Cookies):
 
 
 class GatewayHttpClient(HttpxAiohttpClient):
-    """An httpx client over aiohttp that keeps no cookies."""
+    """An httpx client over aiohttp that keeps no cookies, with a short way for whole answers."""
 
     _no_cookies = _NoCookies()  # never written to, so one can serve every client
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        # The client's headers as aiohttp takes them, built once: `post_read` adds the call's.
+        self._wire_headers = {
+            name.decode("latin-1"): value.decode("latin-1") for name, value in self.headers.raw
+        }
+        self._wire_timeout = _client_timeout(self.timeout)
+
+    async def post_read(
+        self,
+        url: httpx.URL,
+        *,
+        content: str | bytes,
+        headers: Mapping[str, str] | None,
+        timeout: float | None,
+    ) -> httpx.Response:
+        """POST `content` to `url` and read the answer whole (what every non-streamed call does).
+
+        Over the default aiohttp transport, with only headers that add to the client's (a plain
+        dict, as `call_headers` gives on its fast path) and no proxy for the URL, the request goes
+        straight to aiohttp's session: httpx's request, client layers and response stream cost
+        ~110 of a call's ~460 µs of CPU (benchmarks/PROFILE.md). The answer is the same
+        `httpx.Response`, and aiohttp's errors become httpx's as the transport maps them.
+        Anything else (an injected transport, header overrides, a proxy) takes httpx's own way.
+        """
+        transport = self._transport_for_url(url)
+        if isinstance(transport, CookielessAiohttpTransport) and (headers is None or type(headers) is dict):
+            wire_timeout = self._wire_timeout if timeout is None else _client_timeout(httpx.Timeout(timeout))
+            merged = self._wire_headers if not headers else {**self._wire_headers, **headers}
+            return await transport.post_read(str(url), content, merged, wire_timeout)
+        return await self.post(
+            url,
+            content=content,
+            headers=headers,
+            timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
+        )
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -131,3 +175,30 @@ class CookielessAiohttpTransport(AiohttpTransport):
             ssl=self.ssl_context,
         )
         return aiohttp.ClientSession(connector=connector, cookie_jar=aiohttp.DummyCookieJar())
+
+    async def post_read(
+        self, url: str, content: str | bytes, headers: dict[str, str], timeout: aiohttp.ClientTimeout
+    ) -> httpx.Response:
+        """POST on this transport's session and read the answer whole, as an `httpx.Response`."""
+        if not isinstance(self.client, aiohttp.ClientSession):
+            self.client = self.get_client()
+        # The same request the transport's `handle_async_request` makes: no redirects, and the
+        # body left encoded for httpx to decode as it always has.
+        with map_aiohttp_exceptions():
+            async with self.client.post(
+                url,
+                data=content.encode() if isinstance(content, str) else content,  # as httpx encodes text
+                headers=headers,
+                allow_redirects=False,
+                auto_decompress=False,
+                compress=False,
+                timeout=timeout,
+            ) as answer:
+                body = await answer.read()
+        extensions = {"http_version": b"HTTP/1.1", "reason_phrase": (answer.reason or "").encode()}
+        return httpx.Response(answer.status, headers=answer.raw_headers, content=body, extensions=extensions)
+
+
+def _client_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
+    """httpx's timeout as httpx-aiohttp hands it to aiohttp (the pool wait bounds the connect)."""
+    return aiohttp.ClientTimeout(sock_connect=timeout.connect, sock_read=timeout.read, connect=timeout.pool)

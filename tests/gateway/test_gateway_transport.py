@@ -195,3 +195,37 @@ async def test_an_answered_call_leaves_no_garbage_for_the_cyclic_collector() -> 
         finally:
             gc.enable()
     assert left == 0
+
+
+async def test_a_plain_call_sends_what_httpx_sends() -> None:
+    # A call with no header overrides goes straight to aiohttp's session; one with overrides goes
+    # through httpx's client. The gateway must not be able to tell them apart.
+    seen: list[tuple[dict[str, str], bytes]] = []
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        seen.append(({k.lower(): v for k, v in request.headers.items()}, await request.read()))
+        return web.json_response(completion_body())
+
+    async with serve(handler) as url, live_client(url, provider="openai") as client:
+        await client.chat(REQUEST, idempotency_key="same-key")
+        await client.chat(REQUEST, idempotency_key="same-key", headers={"X-Trace": "1"})
+    (plain, plain_body), (through_httpx, httpx_body) = seen
+    assert through_httpx.pop("x-trace") == "1"
+    assert plain == through_httpx
+    assert plain["x-provider-key"] == CANARY_KEY and plain["content-type"] == "application/json"
+    assert plain_body == httpx_body
+
+
+async def test_a_compressed_answer_is_decoded() -> None:
+    import gzip
+    import json
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        body = gzip.compress(json.dumps(completion_body()).encode())
+        headers = {"Content-Encoding": "gzip", "Content-Type": "application/json"}
+        return web.Response(body=body, headers=headers)
+
+    async with serve(handler) as url, live_client(url) as client:
+        result = await client.chat(REQUEST)
+    expected = completion_body()["choices"][0]["message"]["content"]
+    assert result.completion.choices[0].message.content == expected
