@@ -16,7 +16,6 @@ from types import TracebackType
 from typing import Any
 
 import httpx
-from httpx._client import UseClientDefault  # the type of httpx.USE_CLIENT_DEFAULT
 from pydantic import SecretStr
 
 from gateway.assemble import StreamAssembler, carries_token
@@ -40,7 +39,7 @@ from gateway.translate import (
     stream_error,
     translate_errors,
 )
-from gateway.transport import GatewayHttpClient, open_http_client
+from gateway.transport import GatewayHttpClient, httpx_timeout, open_http_client
 from schemas.wire import ChatCompletion, ChatCompletionChunk, ModelList
 
 CHAT_PATH = "/v1/chat/completions"
@@ -235,7 +234,7 @@ class GatewayClient:
         call = call_headers(self._settings, self._secrets, headers, stream=False)
         http = self._http_client()
         with translate_errors(call.secrets) as exchange:
-            response = await http.get(self._models_url, headers=call.headers, timeout=_timeout(timeout))
+            response = await http.get(self._models_url, headers=call.headers, timeout=httpx_timeout(timeout))
             exchange.response = response
             if not response.is_success:
                 raise error_from_response(response, call.secrets)
@@ -337,7 +336,7 @@ class GatewayClient:
             self._chat_url,
             content=call.body,
             headers=call.headers,
-            timeout=_timeout(timeout),
+            timeout=httpx_timeout(timeout),
         )
         response = await http.send(request, stream=True)
         exchange.response = response
@@ -348,10 +347,6 @@ class GatewayClient:
             yield response
         finally:
             await response.aclose()
-
-
-def _timeout(timeout: float | None) -> float | UseClientDefault:
-    return httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
 
 
 def _masked(secret: SecretStr | None) -> str | None:

@@ -24,6 +24,7 @@ from typing import Any
 
 import aiohttp
 import httpx
+from httpx._client import UseClientDefault  # the type of httpx.USE_CLIENT_DEFAULT
 from httpx_aiohttp import AiohttpTransport, HttpxAiohttpClient
 from httpx_aiohttp.transport import map_aiohttp_exceptions
 
@@ -127,12 +128,7 @@ class GatewayHttpClient(HttpxAiohttpClient):
             wire_timeout = self._wire_timeout if timeout is None else _client_timeout(httpx.Timeout(timeout))
             merged = self._wire_headers if not headers else {**self._wire_headers, **headers}
             return await transport.post_read(str(url), content, merged, wire_timeout)
-        return await self.post(
-            url,
-            content=content,
-            headers=headers,
-            timeout=httpx.USE_CLIENT_DEFAULT if timeout is None else timeout,
-        )
+        return await self.post(url, content=content, headers=headers, timeout=httpx_timeout(timeout))
 
     @property
     def cookies(self) -> httpx.Cookies:
@@ -197,6 +193,11 @@ class CookielessAiohttpTransport(AiohttpTransport):
                 body = await answer.read()
         extensions = {"http_version": b"HTTP/1.1", "reason_phrase": (answer.reason or "").encode()}
         return httpx.Response(answer.status, headers=answer.raw_headers, content=body, extensions=extensions)
+
+
+def httpx_timeout(timeout: float | None) -> float | UseClientDefault:
+    """A call's timeout as httpx takes it: None means the client's own."""
+    return httpx.USE_CLIENT_DEFAULT if timeout is None else timeout
 
 
 def _client_timeout(timeout: httpx.Timeout) -> aiohttp.ClientTimeout:
